@@ -1,0 +1,181 @@
+"""Settings: read once from the environment and `.env`, validated, then passed down.
+
+Every setting is `FLUXBOT_<NAME>` except `DISCORD_TOKEN`. A wrong value raises `ConfigError`,
+whose message is one line naming the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "black-forest-labs/FLUX.1-schnell"
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DISCORD_GATEWAY_URL = "wss://gateway.discord.gg"
+
+
+class ConfigError(Exception):
+    """A setting has a value fluxbot cannot use; the message is meant for the operator."""
+
+
+class MemoryProfile(StrEnum):
+    AUTO = "auto"
+    FULL = "full"
+    FP8 = "fp8"
+    OFFLOAD = "offload"
+    LOWVRAM = "lowvram"
+
+
+class SpeedProfile(StrEnum):
+    """How the transformer is run: plain eager, compiled bf16, or compiled fp8 (`fast`)."""
+
+    EAGER = "eager"
+    COMPILE = "compile"
+    FAST = "fast"
+
+
+class RecoverPolicy(StrEnum):
+    REQUEUE = "requeue"
+    FAIL = "fail"
+
+
+class Backend(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """fluxbot's settings; see `.env.example` for each one's meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLUXBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
+    )
+    model: str = DEFAULT_MODEL
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    gpus: str = "all"
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    discord_api_base: str = DISCORD_API_BASE
+    discord_gateway_url: str = DISCORD_GATEWAY_URL
+    dev_guild: int | None = None
+    log_level: str = "INFO"
+
+    memory_profile: MemoryProfile = MemoryProfile.AUTO
+    speed_profile: SpeedProfile = SpeedProfile.EAGER
+    backend: Backend = Backend.LOCAL
+    ray_address: str = "auto"
+
+    max_width: int = Field(default=2048, ge=64, le=4096)
+    max_height: int = Field(default=2048, ge=64, le=4096)
+    min_size: int = Field(default=256, ge=16, le=1024)
+    max_megapixels: float = Field(default=2.0, gt=0.0, le=16.0)
+    max_steps: int = Field(default=8, ge=1, le=50)
+
+    user_queue_cap: int = Field(default=5, ge=1, le=1000)
+    global_queue_cap: int = Field(default=200, ge=1, le=100_000)
+    job_timeout_s: float = Field(default=300.0, gt=0)
+    batch_small_jobs: bool = True
+
+    memory_high: float = Field(default=0.85, gt=0, lt=1)
+    memory_critical: float = Field(default=0.95, gt=0, le=1)
+
+    blocklist: Annotated[tuple[str, ...], NoDecode] = ()
+    allow_dms: bool = False
+
+    recover_jobs: RecoverPolicy = RecoverPolicy.REQUEUE
+    retention_days: int = Field(default=0, ge=0)
+    retention_max_gb: float = Field(default=0.0, ge=0)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("blocklist", mode="before")
+    @classmethod
+    def _parse_blocklist(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        allowed = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.upper() not in allowed:
+            raise ValueError(f"allowed: {', '.join(allowed)}")
+        return value.upper()
+
+    @field_validator("gpus")
+    @classmethod
+    def _check_gpus(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("all", "cpu"):
+            return value
+        parts = [p.strip() for p in value.split(",")]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise ValueError("allowed: 'all', 'cpu' or comma-separated GPU indexes such as '0,2'")
+        return ",".join(parts)
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL of the store: the setting, or a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'fluxbot.db').resolve()}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Compile caches and other rebuildable state."""
+        return self.data_dir / "cache"
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    if field == "discord_token":
+        return "DISCORD_TOKEN"
+    return f"FLUXBOT_{field.upper()}"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    name = _env_name(error.get("loc", ()))
+    value = error.get("input")
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if isinstance(value, dict):
+        value = "(missing)"
+    return f"{name}={value!r} is not valid: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings once; raise `ConfigError` with a one-line message."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from None
+    if settings.memory_high >= settings.memory_critical:
+        raise ConfigError(
+            f"FLUXBOT_MEMORY_HIGH={settings.memory_high} is not valid: "
+            f"it must be below FLUXBOT_MEMORY_CRITICAL={settings.memory_critical}"
+        )
+    return settings
