@@ -62,6 +62,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        env_ignore_empty=True,
         frozen=True,
     )
 
@@ -92,7 +93,8 @@ class Settings(BaseSettings):
     user_queue_cap: int = Field(default=5, ge=1, le=1000)
     global_queue_cap: int = Field(default=200, ge=1, le=100_000)
     job_timeout_s: float = Field(default=300.0, gt=0)
-    batch_small_jobs: bool = True
+    # Off by default: pixels of a job batched with others can differ by rounding from a solo run.
+    batch_small_jobs: bool = False
 
     memory_high: float = Field(default=0.85, gt=0, lt=1)
     memory_critical: float = Field(default=0.95, gt=0, le=1)

@@ -1,0 +1,102 @@
+"""Image encoding: PNGs that carry their parameters, and re-encoding to fit an upload limit.
+
+Runs off the GPU thread (PNG encoding of a 1024x1024 image costs ~0.2 s of CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from fluxbot import __version__
+
+PARAMETERS_KEY = "parameters"
+FLUXBOT_KEY = "fluxbot"
+JPEG_QUALITIES = (95, 90, 85, 80, 70, 60)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedImage:
+    """Bytes ready to store and upload, with what a user or the store needs to know."""
+
+    data: bytes
+    format: str  # "png", "webp", "jpeg" or "gif"
+    width: int
+    height: int
+    seed: int
+    note: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self.format == "jpeg" else self.format
+
+    @property
+    def content_type(self) -> str:
+        return f"image/{self.format}"
+
+
+def describe_parameters(params: dict[str, Any]) -> str:
+    """The human-readable line other tools (A1111, ComfyUI viewers) show for a PNG."""
+    parts = [str(params.get("prompt", ""))]
+    if params.get("negative"):
+        parts.append(f"Negative prompt: {params['negative']}")
+    size = f"{params.get('width')}x{params.get('height')}"
+    parts.append(
+        f"Steps: {params.get('steps')}, Seed: {params.get('seed')}, Size: {size}, "
+        f"Model: {params.get('model', '')}, fluxbot: {__version__}"
+    )
+    return "\n".join(parts)
+
+
+def encode_png(image: Image.Image, params: dict[str, Any], seed: int) -> EncodedImage:
+    """PNG with the image's own generation parameters in text chunks."""
+    own = dict(params, seed=seed, count=1, fluxbot_version=__version__)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, describe_parameters(own))
+    info.add_text(FLUXBOT_KEY, json.dumps(own, sort_keys=True))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
+    return EncodedImage(buffer.getvalue(), "png", image.width, image.height, seed)
+
+
+def read_parameters(data: bytes) -> dict[str, Any]:
+    """The parameters a fluxbot PNG carries (empty if none)."""
+    with Image.open(io.BytesIO(data)) as image:
+        text = getattr(image, "text", {}) or {}
+    raw = text.get(FLUXBOT_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:
+    """Re-encode an image over `limit` bytes: lossless WebP, then JPEG at falling quality.
+
+    Raises ValueError when even the smallest JPEG does not fit (the caller says so).
+    """
+    if len(encoded.data) <= limit:
+        return encoded
+    with Image.open(io.BytesIO(encoded.data)) as source:
+        image = source.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", lossless=True, method=4)
+    if buffer.tell() <= limit:
+        return _reencoded(encoded, buffer.getvalue(), "webp", "re-encoded as lossless WebP")
+    for quality in JPEG_QUALITIES:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality, optimize=True, subsampling=0)
+        if buffer.tell() <= limit:
+            note = f"re-encoded as JPEG (quality {quality}) to fit the upload limit"
+            return _reencoded(encoded, buffer.getvalue(), "jpeg", note)
+    raise ValueError(f"the image does not fit in {limit} bytes even as JPEG")
+
+
+def _reencoded(original: EncodedImage, data: bytes, fmt: str, note: str) -> EncodedImage:
+    return EncodedImage(data, fmt, original.width, original.height, original.seed, note)

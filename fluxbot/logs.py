@@ -1,0 +1,75 @@
+"""Logging: stdlib logging to stderr and a rotating file in the data dir, token redacted."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+from pathlib import Path
+
+from fluxbot.requests import GenerationResult
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Discord bot tokens: three dot-separated base64url parts.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
+
+
+class RedactSecrets(logging.Filter):
+    """Replace the bot token (given, or anything shaped like one) in every record."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._secrets = tuple(s for s in secrets if s)
+
+    def _clean(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[token]")
+        return TOKEN_PATTERN.sub("[token]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+
+def setup_logging(level: str, data_dir: Path | None, secrets: tuple[str, ...] = ()) -> None:
+    """Configure the root logger once: stderr plus `data_dir/logs/fluxbot.log` (rotating)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    redact = RedactSecrets(secrets)
+    formatter = logging.Formatter(LOG_FORMAT)
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if data_dir is not None:
+        log_dir = data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_dir / "fluxbot.log", maxBytes=10 * 2**20, backupCount=5, encoding="utf-8"
+            )
+        )
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(redact)
+        root.addHandler(handler)
+    for noisy in ("discord.gateway", "discord.http", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+
+
+def job_line(job_id: str, result: GenerationResult) -> str:
+    """The one line logged per finished job: its stage timings and device."""
+    t = result.timings
+    return (
+        f"job {job_id} done on {result.device}: {len(result.images)} image(s) "
+        f"{result.request.width}x{result.request.height} steps={result.request.steps} | "
+        f"queued {t.queued:.2f}s text {t.text_encode:.3f}s denoise {t.denoise:.3f}s "
+        f"decode {t.decode:.3f}s encode {t.image_encode:.3f}s total {t.total:.2f}s"
+    )

@@ -1,0 +1,33 @@
+"""Shared test setup: hermetic (offline hub, temporary data dirs) and one tiny model per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FLUXBOT_ENV_PREFIXES = ("FLUXBOT_", "DISCORD_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No setting leaks in from the developer's shell or a .env in the working directory."""
+    for name in list(os.environ):
+        if name.startswith(FLUXBOT_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_runner():  # type: ignore[no-untyped-def]
+    """One tiny-random FluxRunner shared by the tests that only read from it."""
+    from fluxbot.pipeline import FluxRunner
+
+    return FluxRunner.tiny()
