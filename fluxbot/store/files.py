@@ -1,0 +1,142 @@
+"""Image files under the data dir, written so a crash never leaves a half file behind a row.
+
+A file is written under a temporary name in its final directory, fsync'd, renamed into place
+and the directory fsync'd; only then may a row point at it. Files without a row (a crash
+after the rename, before the commit) and temporary files are swept at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+IMAGES_SUBDIR = "images"
+TEMP_SUFFIX = ".tmp"
+FORMATS = ("png", "webp", "jpeg", "gif")
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedImage:
+    """One encoded image as the worker hands it to the store."""
+
+    data: bytes
+    seed: int
+    width: int
+    height: int
+    format: str = "png"
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format {self.format!r}: one of {', '.join(FORMATS)}")
+        if not self.data:
+            raise ValueError("an image with no bytes")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ImageFiles:
+    """Owns `<data_dir>/images`: naming, atomic writes, removal and the orphan sweep.
+
+    Paths given out and taken in are relative to the data dir, with '/' separators, which is
+    what image rows store.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / IMAGES_SUBDIR
+
+    def relative_path(
+        self, public_id: str, index: int, image: EncodedImage, created: datetime
+    ) -> str:
+        """Where image `index` of a job lives; the hash keeps a re-run from overwriting a file."""
+        name = f"{public_id}-{index}-{image.sha256[:12]}.{image.format}"
+        return str(PurePosixPath(IMAGES_SUBDIR, created.strftime("%Y/%m"), name))
+
+    def absolute(self, relative: str) -> Path:
+        path = (self.data_dir / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"{relative!r} is outside the images directory")
+        return path
+
+    def write(self, relative: str, data: bytes) -> Path:
+        """Write `data` durably at `relative` (blocking: run it in a thread)."""
+        final = self.absolute(relative)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return final
+
+    def remove(self, relatives: Iterable[str]) -> int:
+        """Delete files (missing ones are fine); returns how many were removed."""
+        removed = 0
+        for relative in relatives:
+            try:
+                self.absolute(relative).unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+    def exists(self, relative: str) -> bool:
+        return self.absolute(relative).is_file()
+
+    def list_files(self) -> list[str]:
+        """Every file under the images directory, as sorted data-dir-relative paths."""
+        if not self.root.is_dir():
+            return []
+        found: list[str] = []
+        for directory, _dirs, names in os.walk(self.root):
+            for name in names:
+                path = Path(directory, name)
+                found.append(path.relative_to(self.data_dir).as_posix())
+        return sorted(found)
+
+    def sweep(self, known: set[str]) -> list[str]:
+        """Delete temporary files and files no row knows; returns the removed paths.
+
+        Run it only while nothing is saving images (at start): a file renamed into place a
+        moment ago has no row yet either.
+        """
+        orphans = [path for path in self.list_files() if path not in known]
+        self.remove(orphans)
+        self._remove_empty_dirs()
+        return orphans
+
+    def _remove_empty_dirs(self) -> None:
+        if not self.root.is_dir():
+            return
+        for directory, _dirs, _files in os.walk(self.root, topdown=False):
+            if Path(directory) != self.root:
+                with contextlib.suppress(OSError):  # fails, as wanted, unless it is empty
+                    os.rmdir(directory)

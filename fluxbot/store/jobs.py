@@ -1,0 +1,305 @@
+"""JobRepo: create jobs, move them through their states, and look them up for history and queue."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fluxbot.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.store.db import Database
+from fluxbot.store.errors import JobNotFound
+from fluxbot.store.ids import new_public_id, normalize_public_id
+from fluxbot.store.models import ACTIVE_STATUSES, Job, SeedUse
+from fluxbot.store.types import utcnow
+from fluxbot.store.users import ensure_user
+
+INTERACTION_TOKEN_TTL = timedelta(minutes=15)
+MAX_PER_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from in Discord; all empty for the CLI."""
+
+    guild_id: int | None = None
+    channel_id: int | None = None
+    interaction_id: int | None = None
+    application_id: int | None = None
+    # Defaults to 15 minutes after the job is created when there is an interaction.
+    token_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a user's history, newest first; `page` counts from 0."""
+
+    jobs: list[Job]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page + 1 < self.pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 0
+
+
+async def _unused_public_id(session: AsyncSession) -> str:
+    # Inside a write transaction nobody else can take the id between the check and the insert.
+    while True:
+        candidate = new_public_id()
+        taken = await session.scalar(select(Job.id).where(Job.public_id == candidate))
+        if taken is None:
+            return candidate
+
+
+class JobRepo:
+    """Reads and changes `jobs` rows; every method is one short transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        user_id: int,
+        request: GenerationRequest,
+        *,
+        kind: JobKind = JobKind.IMAGINE,
+        origin: Origin | None = None,
+        parent_id: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Store a new queued job and the seed it uses; it is committed when this returns.
+
+        Call it before telling the user the job is queued, so a crash cannot lose a job
+        the user was promised.
+        """
+        origin = origin or Origin()
+        now = now or utcnow()
+        expires = origin.token_expires_at
+        if expires is None and origin.interaction_id is not None:
+            expires = now + INTERACTION_TOKEN_TTL
+        async with self._db.write() as session:
+            user = await ensure_user(session, user_id)
+            job = Job(
+                public_id=await _unused_public_id(session),
+                user_id=user_id,
+                guild_id=origin.guild_id,
+                channel_id=origin.channel_id,
+                interaction_id=origin.interaction_id,
+                application_id=origin.application_id,
+                token_expires_at=expires,
+                kind=kind,
+                parent_id=parent_id,
+                prompt=request.prompt,
+                negative=request.negative,
+                params=request.to_params(),
+                seed=request.seed,
+                status=JobStatus.QUEUED,
+                attempts=0,
+                created_at=now,
+                images=[],
+            )
+            session.add(job)
+            await session.flush()
+            session.add(SeedUse(user_id=user_id, seed=request.seed, job_id=job.id, used_at=now))
+            user.last_seed = request.seeds[-1]
+            return job
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self._db.read() as session:
+            return await session.get(Job, job_id)
+
+    async def require(self, job_id: int) -> Job:
+        """Like `get`, but a missing job raises `JobNotFound`."""
+        job = await self.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def by_public_id(self, public_id: str) -> Job | None:
+        """The job a user named in `/show` (typing slips such as case or 'O' for '0' forgiven)."""
+        canonical = normalize_public_id(public_id)
+        if canonical is None:
+            return None
+        async with self._db.read() as session:
+            return await session.scalar(select(Job).where(Job.public_id == canonical))
+
+    async def by_message_id(self, message_id: int) -> Job | None:
+        """The job whose result (or status) message this is: how reactions find their job."""
+        query = (
+            select(Job)
+            .where(or_(Job.result_message_id == message_id, Job.status_message_id == message_id))
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+        async with self._db.read() as session:
+            return await session.scalar(query)
+
+    async def for_user(self, user_id: int, *, page: int = 0, per_page: int = 10) -> JobPage:
+        """A user's jobs, newest first, one page at a time."""
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        page = max(0, page)
+        query = (
+            select(Job)
+            .where(Job.user_id == user_id)
+            .order_by(Job.created_at.desc(), Job.id.desc())
+            .offset(page * per_page)
+            .limit(per_page)
+        )
+        async with self._db.read() as session:
+            total = await session.scalar(select(func.count()).where(Job.user_id == user_id))
+            jobs = list(await session.scalars(query))
+        return JobPage(jobs=jobs, total=total or 0, page=page, per_page=per_page)
+
+    async def all_for_user(self, user_id: int) -> list[Job]:
+        """Every job of a user, oldest first (for export)."""
+        query = select(Job).where(Job.user_id == user_id).order_by(Job.created_at, Job.id)
+        async with self._db.read() as session:
+            return list(await session.scalars(query))
+
+    async def children(self, job_id: int) -> list[Job]:
+        """Jobs made from this one (rerolls, variations), oldest first."""
+        query = select(Job).where(Job.parent_id == job_id).order_by(Job.created_at, Job.id)
+        async with self._db.read() as session:
+            return list(await session.scalars(query))
+
+    async def queue(self) -> list[Job]:
+        """Queued and running jobs, oldest first (what the scheduler must still do)."""
+        query = select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.created_at, Job.id)
+        async with self._db.read() as session:
+            return list(await session.scalars(query))
+
+    async def waiting_counts(self) -> dict[int, int]:
+        """Queued plus running jobs per user id (users with none are left out)."""
+        query = (
+            select(Job.user_id, func.count())
+            .where(Job.status.in_(ACTIVE_STATUSES))
+            .group_by(Job.user_id)
+        )
+        async with self._db.read() as session:
+            return {user_id: count for user_id, count in await session.execute(query)}
+
+    async def waiting_count(self, user_id: int) -> int:
+        query = select(func.count()).where(Job.user_id == user_id, Job.status.in_(ACTIVE_STATUSES))
+        async with self._db.read() as session:
+            return await session.scalar(query) or 0
+
+    async def mark_running(
+        self, job_id: int, device: str, *, now: datetime | None = None
+    ) -> Job | None:
+        """Claim a queued job for a worker; None if it is no longer queued (cancelled, gone)."""
+        claimed = (
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(
+                status=JobStatus.RUNNING,
+                device=device,
+                started_at=now or utcnow(),
+                attempts=Job.attempts + 1,
+            )
+        )
+        async with self._db.write() as session:
+            result = await session.execute(claimed)
+            if result.rowcount == 0:
+                return None
+            return await session.get(Job, job_id, populate_existing=True)
+
+    async def mark_done(
+        self,
+        job_id: int,
+        *,
+        timings: Mapping[str, float] | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Finish an active job successfully (see `Store.finish_job` to add images with it)."""
+        async with self._db.write() as session:
+            return await finish(session, job_id, JobStatus.DONE, timings=timings, now=now)
+
+    async def mark_failed(
+        self,
+        job_id: int,
+        error: str,
+        *,
+        timings: Mapping[str, float] | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        async with self._db.write() as session:
+            return await finish(
+                session, job_id, JobStatus.FAILED, error=error, timings=timings, now=now
+            )
+
+    async def cancel(self, job_id: int, *, now: datetime | None = None) -> Job:
+        """Cancel a queued or running job; a finished job is returned unchanged."""
+        async with self._db.write() as session:
+            return await finish(session, job_id, JobStatus.CANCELLED, now=now)
+
+    async def requeue(self, job_id: int) -> Job | None:
+        """Put a running job back in the queue after an interrupted attempt; None if not running."""
+        back = (
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(status=JobStatus.QUEUED, device=None, started_at=None)
+        )
+        async with self._db.write() as session:
+            result = await session.execute(back)
+            if result.rowcount == 0:
+                return None
+            return await session.get(Job, job_id, populate_existing=True)
+
+    async def set_messages(
+        self,
+        job_id: int,
+        *,
+        status_message_id: int | None = None,
+        result_message_id: int | None = None,
+    ) -> Job:
+        """Remember the Discord messages showing this job (None leaves one as it is)."""
+        async with self._db.write() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if status_message_id is not None:
+                job.status_message_id = status_message_id
+            if result_message_id is not None:
+                job.result_message_id = result_message_id
+            return job
+
+
+async def finish(
+    session: AsyncSession,
+    job_id: int,
+    status: JobStatus,
+    *,
+    error: str | None = None,
+    timings: Mapping[str, float] | None = None,
+    now: datetime | None = None,
+) -> Job:
+    """Move an active job to a finished status inside the caller's write transaction.
+
+    A job that is already finished keeps its status: a worker finishing after the user
+    cancelled must not turn 'cancelled' back into 'done'.
+    """
+    job = await session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.active:
+        job.status = status
+        job.finished_at = now or utcnow()
+        if error is not None:
+            job.error = error
+        if timings is not None:
+            job.timings = dict(timings)
+    return job

@@ -1,0 +1,84 @@
+"""Deleting jobs and users: rows first (committed), files after.
+
+That order keeps the invariant that every row's file exists; a crash between the two leaves
+only files without rows, which the start-up sweep removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fluxbot.store.db import Database
+from fluxbot.store.files import ImageFiles
+from fluxbot.store.models import ACTIVE_STATUSES, Image, Job, SeedUse, User
+
+_CHUNK = 500  # stay far below SQLite's limit on bound parameters
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What a deletion removed."""
+
+    jobs: int = 0
+    images: int = 0
+    bytes_freed: int = 0
+    # Jobs that were still queued or running: the caller should cancel them in the scheduler.
+    active_job_ids: tuple[int, ...] = ()
+    user_deleted: bool = False
+
+
+async def delete_job_rows(session: AsyncSession, job_ids: Sequence[int]) -> tuple[list[str], int]:
+    """Delete jobs (their images cascade); returns the image paths and their total size."""
+    paths: list[str] = []
+    size = 0
+    for start in range(0, len(job_ids), _CHUNK):
+        chunk = job_ids[start : start + _CHUNK]
+        rows = await session.execute(
+            select(Image.path, Image.size_bytes).where(Image.job_id.in_(chunk))
+        )
+        for path, size_bytes in rows:
+            paths.append(path)
+            size += size_bytes
+        await session.execute(delete(Job).where(Job.id.in_(chunk)))
+    return paths, size
+
+
+async def delete_jobs(db: Database, files: ImageFiles, job_ids: Sequence[int]) -> Removal:
+    """Delete the given jobs with their images, rows and files."""
+    job_ids = list(job_ids)
+    if not job_ids:
+        return Removal()
+    async with db.write() as session:
+        active = await session.scalars(
+            select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(ACTIVE_STATUSES))
+        )
+        active_ids = tuple(active)
+        paths, size = await delete_job_rows(session, job_ids)
+    await asyncio.to_thread(files.remove, paths)
+    return Removal(
+        jobs=len(job_ids), images=len(paths), bytes_freed=size, active_job_ids=active_ids
+    )
+
+
+async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Removal:
+    """Forget a user: their jobs, images (rows and files), seed history and settings."""
+    async with db.write() as session:
+        jobs = list(await session.execute(select(Job.id, Job.status).where(Job.user_id == user_id)))
+        job_ids = [job_id for job_id, _status in jobs]
+        active_ids = tuple(job_id for job_id, status in jobs if status in ACTIVE_STATUSES)
+        paths, size = await delete_job_rows(session, job_ids)
+        await session.execute(delete(SeedUse).where(SeedUse.user_id == user_id))
+        deleted = await session.execute(delete(User).where(User.id == user_id))
+    await asyncio.to_thread(files.remove, paths)
+    return Removal(
+        jobs=len(job_ids),
+        images=len(paths),
+        bytes_freed=size,
+        active_job_ids=active_ids,
+        user_deleted=deleted.rowcount > 0,
+    )

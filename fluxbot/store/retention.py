@@ -1,0 +1,91 @@
+"""Retention: prune finished jobs (rows and files) by age and/or total image size, oldest first.
+
+Queued and running jobs are never pruned, whatever their age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fluxbot.store.db import Database
+from fluxbot.store.files import ImageFiles
+from fluxbot.store.models import ACTIVE_STATUSES, FINISHED_STATUSES, Image, Job, SeedUse
+from fluxbot.store.removal import Removal, delete_job_rows
+from fluxbot.store.types import utcnow
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How much history to keep; 0 turns a limit off."""
+
+    days: int = 0
+    max_bytes: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RetentionPolicy:
+        """From `retention_days` and `retention_max_gb`."""
+        return cls(
+            days=int(settings.retention_days),
+            max_bytes=int(float(settings.retention_max_gb) * GIB),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.days > 0 or self.max_bytes > 0
+
+
+async def prune(
+    db: Database, files: ImageFiles, policy: RetentionPolicy, *, now: datetime | None = None
+) -> Removal:
+    """Delete finished jobs older than `policy.days`, then the oldest finished jobs with images
+    until the images total at most `policy.max_bytes`. Seed history ages out with `days` too."""
+    if not policy.enabled:
+        return Removal()
+    now = now or utcnow()
+    finished = Job.status.in_(FINISHED_STATUSES)
+    doomed: list[int] = []
+    async with db.write() as session:
+        if policy.days > 0:
+            cutoff = now - timedelta(days=policy.days)
+            old = select(Job.id).where(finished, Job.created_at < cutoff)
+            doomed.extend(await session.scalars(old.order_by(Job.created_at, Job.id)))
+            active = select(Job.id).where(Job.status.in_(ACTIVE_STATUSES))
+            await session.execute(
+                delete(SeedUse).where(
+                    SeedUse.used_at < cutoff,
+                    or_(SeedUse.job_id.is_(None), SeedUse.job_id.not_in(active)),
+                )
+            )
+        if policy.max_bytes > 0:
+            doomed.extend(await _over_budget(session, policy.max_bytes, set(doomed)))
+        paths, size = await delete_job_rows(session, doomed)
+    await asyncio.to_thread(files.remove, paths)
+    return Removal(jobs=len(doomed), images=len(paths), bytes_freed=size)
+
+
+async def _over_budget(session: AsyncSession, max_bytes: int, already: set[int]) -> list[int]:
+    """The oldest finished jobs whose images must go to bring the total under `max_bytes`."""
+    per_job = (
+        select(Job.id, Job.status, func.sum(Image.size_bytes))
+        .join(Image, Image.job_id == Job.id)
+        .group_by(Job.id)
+        .order_by(Job.created_at, Job.id)
+    )
+    jobs = [row for row in await session.execute(per_job) if row[0] not in already]
+    total = sum(size for _job_id, _status, size in jobs)
+    chosen: list[int] = []
+    for job_id, status, size in jobs:
+        if total <= max_bytes:
+            break
+        if status in FINISHED_STATUSES:
+            chosen.append(job_id)
+            total -= size
+    return chosen

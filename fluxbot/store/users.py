@@ -1,0 +1,105 @@
+"""UserRepo: a Discord user's preferences, ban flag and seed history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fluxbot.store.db import Database
+from fluxbot.store.models import Job, SeedUse, User
+
+
+@dataclass(frozen=True, slots=True)
+class SeedRecord:
+    """A seed a user was given, when, and by which job (None once that job was pruned)."""
+
+    seed: int
+    used_at: datetime
+    job_public_id: str | None
+
+
+async def ensure_user(session: AsyncSession, user_id: int) -> User:
+    """The user's row inside a write transaction, created with defaults if new."""
+    user = await session.get(User, user_id)
+    if user is None:
+        user = User(id=user_id)
+        session.add(user)
+        await session.flush()
+    return user
+
+
+class UserRepo:
+    """Reads and changes `users` and `seed_history` rows."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, user_id: int) -> User | None:
+        async with self._db.read() as session:
+            return await session.get(User, user_id)
+
+    async def get_or_create(self, user_id: int) -> User:
+        async with self._db.write() as session:
+            return await ensure_user(session, user_id)
+
+    async def update_settings(
+        self,
+        user_id: int,
+        *,
+        seed_profile: str | None = None,
+        default_aspect: str | None = None,
+        default_steps: int | None = None,
+        private_results: bool | None = None,
+    ) -> User:
+        """Change the given preferences (None leaves one as it is); creates the user if new."""
+        async with self._db.write() as session:
+            user = await ensure_user(session, user_id)
+            if seed_profile is not None:
+                user.seed_profile = seed_profile
+            if default_aspect is not None:
+                user.default_aspect = default_aspect
+            if default_steps is not None:
+                user.default_steps = default_steps
+            if private_results is not None:
+                user.private_results = private_results
+            return user
+
+    async def set_banned(self, user_id: int, banned: bool) -> User:
+        async with self._db.write() as session:
+            user = await ensure_user(session, user_id)
+            user.banned = banned
+            return user
+
+    async def is_banned(self, user_id: int) -> bool:
+        async with self._db.read() as session:
+            banned = await session.scalar(select(User.banned).where(User.id == user_id))
+            return bool(banned)
+
+    async def claim_seed(self, user_id: int, pick: Callable[[User], int]) -> int:
+        """Choose and record the user's next seed in one transaction.
+
+        `pick` sees the user's row (profile, last seed) and returns the seed; two commands
+        arriving together cannot both get the same 'increment' seed.
+        """
+        async with self._db.write() as session:
+            user = await ensure_user(session, user_id)
+            seed = pick(user)
+            user.last_seed = seed
+            return seed
+
+    async def recent_seeds(self, user_id: int, limit: int = 10) -> list[SeedRecord]:
+        """The user's seeds, newest first."""
+        query = (
+            select(SeedUse.seed, SeedUse.used_at, Job.public_id)
+            .outerjoin(Job, Job.id == SeedUse.job_id)
+            .where(SeedUse.user_id == user_id)
+            .order_by(SeedUse.used_at.desc(), SeedUse.id.desc())
+            .limit(limit)
+        )
+        async with self._db.read() as session:
+            rows = await session.execute(query)
+            return [SeedRecord(seed, used_at, public_id) for seed, used_at, public_id in rows]

@@ -1,0 +1,1 @@
+"""Alembic migrations of fluxbot's store (run them with `fluxbot db upgrade`)."""

@@ -1,0 +1,85 @@
+"""Retention: old or excess finished jobs go (rows and files), oldest first; active jobs stay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from fluxbot.requests import JobStatus
+from fluxbot.store import Job, RetentionPolicy, Store
+
+from .helpers import encoded, make_request
+
+NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
+
+
+async def _job(store: Store, age: timedelta, status: JobStatus, size: int = 1000) -> Job:
+    job = await store.jobs.create(1, make_request(seed=int(age.total_seconds())), now=NOW - age)
+    if status is JobStatus.QUEUED:
+        return job
+    await store.jobs.mark_running(job.id, "cuda:0")
+    if status is JobStatus.RUNNING:
+        # A running job can already have images (an animation's frames, say).
+        return await store.save_images(job, [encoded(job.seed, size=size)])
+    if status is JobStatus.FAILED:
+        return await store.jobs.mark_failed(job.id, "boom")
+    return await store.finish_job(job, [encoded(job.seed, size=size)])
+
+
+async def _ids(store: Store) -> set[int]:
+    return {job.id for job in (await store.jobs.for_user(1, per_page=100)).jobs}
+
+
+def test_policy_from_settings() -> None:
+    settings = SimpleNamespace(retention_days=30, retention_max_gb=1.5)
+    policy = RetentionPolicy.from_settings(settings)
+    assert policy == RetentionPolicy(days=30, max_bytes=int(1.5 * 1024**3))
+    assert not RetentionPolicy().enabled
+
+
+async def test_nothing_is_pruned_when_retention_is_off(store: Store) -> None:
+    await _job(store, timedelta(days=900), JobStatus.DONE)
+    assert (await store.prune(RetentionPolicy(), now=NOW)).jobs == 0
+    assert len(await _ids(store)) == 1
+
+
+async def test_old_finished_jobs_go_with_their_files(store: Store) -> None:
+    old_done = await _job(store, timedelta(days=10), JobStatus.DONE)
+    old_failed = await _job(store, timedelta(days=9), JobStatus.FAILED)
+    old_queued = await _job(store, timedelta(days=10), JobStatus.QUEUED)
+    old_running = await _job(store, timedelta(days=10), JobStatus.RUNNING)
+    recent = await _job(store, timedelta(days=1), JobStatus.DONE)
+    removal = await store.prune(RetentionPolicy(days=7), now=NOW)
+    assert (removal.jobs, removal.images, removal.bytes_freed) == (2, 1, 1000)
+    assert await _ids(store) == {old_queued.id, old_running.id, recent.id}
+    assert not store.image_path(old_done.images[0].path).exists()
+    assert store.files.list_files() == sorted([old_running.images[0].path, recent.images[0].path])
+    assert old_failed.id not in await _ids(store)
+    seeds = await store.users.recent_seeds(1, limit=100)
+    assert len(seeds) == 3  # seed history older than the cut-off went too
+
+
+async def test_size_cap_prunes_oldest_finished_first(store: Store) -> None:
+    running = await _job(store, timedelta(hours=10), JobStatus.RUNNING)
+    j1 = await _job(store, timedelta(hours=4), JobStatus.DONE)
+    j2 = await _job(store, timedelta(hours=3), JobStatus.DONE)
+    j3 = await _job(store, timedelta(hours=2), JobStatus.DONE)
+    j4 = await _job(store, timedelta(hours=1), JobStatus.DONE)
+    assert await store.images.total_bytes() == 5000
+    removal = await store.prune(RetentionPolicy(max_bytes=2500), now=NOW)
+    assert (removal.jobs, removal.bytes_freed) == (3, 3000)
+    assert await _ids(store) == {running.id, j4.id}
+    assert await store.images.total_bytes() == 2000
+    assert len(store.files.list_files()) == 2
+    assert j1.id not in await _ids(store) and j2.id not in await _ids(store)
+    assert j3.id not in await _ids(store)
+    # Already under the cap: nothing more goes.
+    assert (await store.prune(RetentionPolicy(max_bytes=2500), now=NOW)).jobs == 0
+
+
+async def test_active_jobs_survive_even_over_the_cap(store: Store) -> None:
+    running = await _job(store, timedelta(days=100), JobStatus.RUNNING, size=5000)
+    removal = await store.prune(RetentionPolicy(days=1, max_bytes=10), now=NOW)
+    assert removal.jobs == 0
+    assert await _ids(store) == {running.id}
+    assert store.image_path(running.images[0].path).exists()
