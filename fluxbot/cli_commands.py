@@ -37,7 +37,7 @@ def build_request(args: argparse.Namespace, settings: Settings, *, count: int = 
         seed=args.seed,
         aspect=args.aspect,
         steps=args.steps,
-        count=count if getattr(args, "count", None) is None else args.count,
+        count=getattr(args, "count", None),
     )
     width, height = ASPECT_PRESETS[options.aspect or "1:1"]
     if args.width is not None:

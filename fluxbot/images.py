@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from fluxbot import __version__
+from fluxbot.requests import GenerationResult
 
 PARAMETERS_KEY = "parameters"
 FLUXBOT_KEY = "fluxbot"
@@ -100,3 +101,25 @@ def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:
 
 def _reencoded(original: EncodedImage, data: bytes, fmt: str, note: str) -> EncodedImage:
     return EncodedImage(data, fmt, original.width, original.height, original.seed, note)
+
+
+DEFAULT_UPLOAD_LIMIT = 10 * 2**20
+"""Discord's per-file limit for bots unless the interaction says otherwise."""
+
+
+def encode_result(
+    result: GenerationResult, model: str, gif_budget: int = DEFAULT_UPLOAD_LIMIT
+) -> list[EncodedImage]:
+    """What a finished job stores: one PNG per image, or one GIF for an animation."""
+    request = result.request
+    params = dict(request.to_params(), model=model)
+    if request.animation is not None:
+        from fluxbot.animation import encode_gif
+
+        gif = encode_gif(result.images, gif_budget, fps=request.animation.fps)
+        note = f"GIF: {', '.join(gif.notes)}" if gif.notes else None
+        return [EncodedImage(gif.data, "gif", gif.width, gif.height, request.seed, note)]
+    return [
+        encode_png(image, params, seed)
+        for image, seed in zip(result.images, result.seeds, strict=True)
+    ]

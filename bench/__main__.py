@@ -1,0 +1,214 @@
+"""`python -m bench` / `fluxbot bench`: stock diffusers vs fluxbot's worker path, one card, one run.
+
+    python -m bench run --profiles stock,eager,compile,fast         # the speed comparison
+    python -m bench run --profiles stock --restart compile --memory full,fp8,offload,lowvram
+
+Everything runs against a FLUX.1-schnell-shaped model with random weights, built on the device
+and saved once with `save_pretrained` (`--model-dir`), then loaded back through fluxbot's own
+loading code. Results go to `--out` as `<date>-<card>[-tag].json` and `.md`, rewritten after
+each phase so a run cut short still leaves what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+PROFILES = ("stock", "no-levers", "eager", "compile", "fast")
+MEMORY_PROFILES = ("full", "fp8", "offload", "lowvram")
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--arch", choices=("full", "tiny"), default="full")
+        p.add_argument("--device", default="cuda")
+        p.add_argument("--work-dir", type=Path, default=Path("/tmp/fluxbench"))
+        p.add_argument("--model-dir", type=Path, default=None, help="default: WORK/model-ARCH")
+        p.add_argument("--repeats", type=int, default=5)
+        p.add_argument("--queue-jobs", type=int, default=20)
+        p.add_argument("--attention", default="auto", help="auto | cudnn | flash | default")
+        p.add_argument("--compile-mode", default="default")
+        p.add_argument("--static", action="store_true", help="compile with static shapes")
+
+    run = sub.add_parser("run", help="run benchmark phases and write results")
+    common(run)
+    run.add_argument("--profiles", type=_csv, default=["stock", "eager", "compile", "fast"])
+    run.add_argument("--cases", type=_csv, default=["1024x1", "1024x4", "512x4"])
+    run.add_argument("--no-queue", action="store_true")
+    run.add_argument("--micro", action="store_true", help="SDPA backends and fp8 linears alone")
+    run.add_argument("--restart", type=_csv, default=[], help="profiles to restart (cold, warm)")
+    run.add_argument("--memory", type=_csv, default=[], help="memory profiles to measure")
+    run.add_argument("--lowvram-cap-gib", type=float, default=4.0)
+    run.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    run.add_argument("--tag", default="")
+
+    child = sub.add_parser("child", help=argparse.SUPPRESS)
+    common(child)
+    child.add_argument("--task", choices=("restart", "memory"), required=True)
+    child.add_argument("--profile", required=True)
+    child.add_argument("--cap-gib", type=float, default=None)
+    child.add_argument("--t0", type=float, default=None)
+    child.add_argument("--result", type=Path, required=True)
+    return parser
+
+
+def _context(args: argparse.Namespace) -> Any:
+    from bench.runs import Context
+
+    model_dir = args.model_dir or args.work_dir / f"model-{args.arch}"
+    return Context(
+        model_dir=model_dir,
+        work_dir=args.work_dir,
+        device=args.device,
+        repeats=args.repeats,
+        queue_jobs=args.queue_jobs,
+        log=_log,
+        attention=args.attention,
+        compile_mode=args.compile_mode,
+        dynamic=not args.static,
+    )
+
+
+def _child_argv(args: argparse.Namespace, task: str, profile: str, result: Path) -> list[str]:
+    argv = [sys.executable, "-m", "bench", "child", "--task", task, "--profile", profile]
+    argv += ["--arch", args.arch, "--device", args.device, "--work-dir", str(args.work_dir)]
+    argv += ["--repeats", str(args.repeats), "--result", str(result)]
+    argv += ["--attention", args.attention, "--compile-mode", args.compile_mode]
+    if args.model_dir:
+        argv += ["--model-dir", str(args.model_dir)]
+    if args.static:
+        argv.append("--static")
+    return argv
+
+
+def _run_child(argv: list[str], result: Path) -> dict[str, Any]:
+    result.unlink(missing_ok=True)
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=Path(__file__).resolve().parent.parent, check=False)
+    if proc.returncode != 0 or not result.is_file():
+        return {"error": f"exit code {proc.returncode}", "wall_s": time.perf_counter() - started}
+    return json.loads(result.read_text())
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from bench import report
+    from bench.model import ensure_saved
+    from bench.runs import compare_references, run_fluxbot, run_micro, run_stock
+
+    unknown = [p for p in args.profiles if p not in PROFILES]
+    unknown += [m for m in args.memory if m not in MEMORY_PROFILES]
+    if unknown:
+        print(f"unknown profile(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    ctx = _context(args)
+    json_path, md_path = report.result_paths(args.out, args.device, args.tag)
+    results: dict[str, Any] = {
+        "environment": report.environment(args.device),
+        "arch": args.arch,
+        "repeats": args.repeats,
+        "profiles": {},
+        "notes": [],
+    }
+
+    def save() -> None:
+        report.write(results, json_path, md_path)
+        _log(f"wrote {json_path}")
+
+    _log(f"card: {results['environment']['card']}")
+    results["model_build"] = ensure_saved(args.arch, ctx.model_dir, args.device, _log)
+    with_queue = not args.no_queue
+    if args.micro and args.device.startswith("cuda"):
+        results["micro"] = run_micro(args.device, _log)
+        save()
+    for profile in args.profiles:
+        _log(f"phase {profile}")
+        try:
+            if profile == "stock":
+                results["stock"] = run_stock(ctx, args.cases, with_queue)
+            elif profile == "no-levers":
+                results["profiles"][profile] = run_fluxbot(
+                    ctx, "eager", args.cases[:1], False, warm_presets=False, levers=False
+                )
+            else:
+                results["profiles"][profile] = run_fluxbot(ctx, profile, args.cases, with_queue)
+        except Exception as exc:  # keep what the other phases measured
+            logging.exception("phase %s failed", profile)
+            results["profiles"].setdefault(profile, {})["error"] = f"{type(exc).__name__}: {exc}"
+        results["output_diff"] = compare_references(ctx)
+        save()
+    if args.restart:
+        results["restart"] = {}
+        for profile in args.restart:
+            cache = args.work_dir / "cache" / f"restart-{profile}"
+            shutil.rmtree(cache, ignore_errors=True)
+            for label in ("cold", "warm"):
+                _log(f"restart {profile} ({label} compile cache)")
+                out = args.work_dir / f"restart-{profile}-{label}.json"
+                argv = _child_argv(args, "restart", profile, out) + ["--t0", repr(time.time())]
+                entry = _run_child(argv, out)
+                entry["cache"] = label
+                results["restart"][f"{profile} ({label})"] = entry
+                save()
+    if args.memory:
+        results["memory"] = {}
+        for profile in args.memory:
+            _log(f"memory profile {profile}")
+            out = args.work_dir / f"memory-{profile}.json"
+            argv = _child_argv(args, "memory", profile, out)
+            if profile == "lowvram" and args.lowvram_cap_gib:
+                argv += ["--cap-gib", str(args.lowvram_cap_gib)]
+            results["memory"][profile] = _run_child(argv, out)
+            save()
+    save()
+    print(md_path.read_text())
+    return 0
+
+
+def command_child(args: argparse.Namespace) -> int:
+    from bench.runs import run_memory_profile, run_restart
+
+    ctx = _context(args)
+    if args.task == "restart":
+        result = run_restart(ctx, args.profile, args.t0 or time.time())
+    else:
+        result = run_memory_profile(ctx, args.profile, args.cap_gib)
+    args.result.write_text(json.dumps(result, indent=2, default=str))
+    _log(f"child {args.task} {args.profile}: done")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("FLUXBENCH_LOG", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.command == "run":
+        return command_run(args)
+    return command_child(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

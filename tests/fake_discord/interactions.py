@@ -1,0 +1,785 @@
+"""Interactions end to end: building INTERACTION_CREATE payloads and answering their webhooks.
+
+A test "clicks" or "types" something; this module turns that into the exact payload Discord would
+dispatch (options typed from the synced command schema, `resolved` data, member permissions), then
+records what the bot answered through `/interactions/.../callback` and `/webhooks/{app}/{token}`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .models import (
+    MESSAGE_CHAT_INPUT_COMMAND,
+    MESSAGE_DEFAULT,
+    MESSAGE_FLAG_EPHEMERAL,
+    MESSAGE_FLAG_LOADING,
+    FakeChannel,
+    FakeGuild,
+    FakeRole,
+    FakeUser,
+    StoredAttachment,
+    StoredMessage,
+    guess_content_type,
+    sniff_image_size,
+    walk_components,
+)
+from .multipart import ParsedBody, UploadedFile
+from .state import DiscordState
+from .waiting import ChangeFeed
+
+PING = 1
+APPLICATION_COMMAND = 2
+MESSAGE_COMPONENT = 3
+AUTOCOMPLETE = 4
+MODAL_SUBMIT = 5
+
+CALLBACK_PONG = 1
+CALLBACK_CHANNEL_MESSAGE = 4
+CALLBACK_DEFERRED_CHANNEL_MESSAGE = 5
+CALLBACK_DEFERRED_UPDATE = 6
+CALLBACK_UPDATE_MESSAGE = 7
+CALLBACK_AUTOCOMPLETE = 8
+CALLBACK_MODAL = 9
+
+ALLOWED_CALLBACKS = {
+    PING: {CALLBACK_PONG},
+    APPLICATION_COMMAND: {
+        CALLBACK_CHANNEL_MESSAGE,
+        CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+        CALLBACK_MODAL,
+    },
+    MESSAGE_COMPONENT: {
+        CALLBACK_CHANNEL_MESSAGE,
+        CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+        CALLBACK_DEFERRED_UPDATE,
+        CALLBACK_UPDATE_MESSAGE,
+        CALLBACK_MODAL,
+    },
+    AUTOCOMPLETE: {CALLBACK_AUTOCOMPLETE},
+    MODAL_SUBMIT: {
+        CALLBACK_CHANNEL_MESSAGE,
+        CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+        CALLBACK_DEFERRED_UPDATE,
+        CALLBACK_UPDATE_MESSAGE,
+    },
+}
+
+OPTION_SUBCOMMAND = 1
+OPTION_GROUP = 2
+OPTION_STRING = 3
+OPTION_INTEGER = 4
+OPTION_BOOLEAN = 5
+OPTION_USER = 6
+OPTION_CHANNEL = 7
+OPTION_ROLE = 8
+OPTION_MENTIONABLE = 9
+OPTION_NUMBER = 10
+OPTION_ATTACHMENT = 11
+
+COMPONENT_BUTTON = 2
+COMPONENT_TEXT_INPUT = 4
+SELECT_TYPES = {3, 5, 6, 7, 8}
+
+
+@dataclass
+class Upload:
+    """A file a test user attaches to an ATTACHMENT command option."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass
+class CallbackRecord:
+    """What the bot answered on `/interactions/{id}/{token}/callback`."""
+
+    type: int
+    data: dict[str, Any] | None
+    files: list[UploadedFile]
+    seconds_after_dispatch: float
+
+
+@dataclass(eq=False)
+class InteractionRecord:
+    """One dispatched interaction and everything the bot did with it."""
+
+    id: int
+    token: str
+    type: int
+    user: FakeUser
+    channel: FakeChannel
+    guild_id: int | None
+    payload: dict[str, Any]
+    name: str | None
+    source_message: StoredMessage | None
+    changes: ChangeFeed = field(repr=False)
+    dispatched_at: float = field(default_factory=time.monotonic)
+    callbacks: list[CallbackRecord] = field(default_factory=list)
+    original: StoredMessage | None = None
+    followups: list[StoredMessage] = field(default_factory=list)
+    expired: bool = False
+
+    @property
+    def response(self) -> CallbackRecord | None:
+        return self.callbacks[0] if self.callbacks else None
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.callbacks)
+
+    @property
+    def deferred(self) -> bool:
+        return self.response is not None and self.response.type in (
+            CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+            CALLBACK_DEFERRED_UPDATE,
+        )
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.original is not None and self.original.ephemeral
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        """The modal the bot opened (callback type 9): custom_id, title, components."""
+        response = self.response
+        return response.data if response and response.type == CALLBACK_MODAL else None
+
+    @property
+    def choices(self) -> list[dict[str, Any]] | None:
+        """Autocomplete choices the bot returned (callback type 8)."""
+        response = self.response
+        if response and response.type == CALLBACK_AUTOCOMPLETE:
+            return list((response.data or {}).get("choices") or [])
+        return None
+
+    @property
+    def messages(self) -> list[StoredMessage]:
+        """The original response (if any) followed by the followups, as the user sees them."""
+        found = [self.original] if self.original is not None else []
+        return found + [m for m in self.followups if m is not self.original]
+
+    def expire(self) -> None:
+        """Make the token dead now, as if 15 minutes had passed."""
+        self.expired = True
+
+    async def wait_response(self, within_s: float = 3.0) -> CallbackRecord:
+        """The bot's first callback (ack); Discord wants it within 3 seconds."""
+        return await self.changes.wait_for(
+            lambda: self.response, within_s=within_s, what=f"a response to {self.name!r}"
+        )
+
+    async def wait_original(
+        self, predicate: Callable[[StoredMessage], bool] | None = None, *, within_s: float = 5.0
+    ) -> StoredMessage:
+        """The @original message once it is no longer "thinking…" (and matches `predicate`)."""
+
+        def check() -> StoredMessage | None:
+            original = self.original
+            if original is None or original.loading:
+                return None
+            if predicate is not None and not predicate(original):
+                return None
+            return original
+
+        return await self.changes.wait_for(
+            check, within_s=within_s, what=f"the original response of {self.name!r}"
+        )
+
+    async def wait_followups(self, count: int = 1, *, within_s: float = 5.0) -> list[StoredMessage]:
+        """At least `count` followups (the first one may be the filled-in deferred original)."""
+
+        def check() -> list[StoredMessage] | None:
+            return list(self.followups) if len(self.followups) >= count else None
+
+        return await self.changes.wait_for(
+            check, within_s=within_s, what=f"{count} followup(s) to {self.name!r}"
+        )
+
+
+def _resolved_add(resolved: dict[str, dict[str, Any]], kind: str, key: int, value: Any) -> None:
+    resolved.setdefault(kind, {})[str(key)] = value
+
+
+class InteractionService:
+    """Creates interactions for tests and serves the interaction callback/webhook routes."""
+
+    def __init__(self, state: DiscordState, *, ack_timeout: float | None, token_ttl: float) -> None:
+        self.state = state
+        self.ack_timeout = ack_timeout
+        self.token_ttl = token_ttl
+        self.records: dict[int, InteractionRecord] = {}
+        self.by_token: dict[str, InteractionRecord] = {}
+
+    # ----------------------------------------------------------------------- building payloads
+
+    def _base_payload(
+        self,
+        kind: int,
+        user: FakeUser,
+        channel: FakeChannel,
+        data: dict[str, Any],
+        *,
+        interaction_id: int,
+        token: str,
+    ) -> dict[str, Any]:
+        state = self.state
+        guild = state.guild_of(channel)
+        user_perms = state.permissions_for(user.id, channel)
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(state.application_id),
+            "type": kind,
+            "data": data,
+            "token": token,
+            "version": 1,
+            "locale": user.locale,
+            "attachment_size_limit": state.attachment_size_limit,
+            "app_permissions": str(state.permissions_for(state.bot.id, channel)),
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "channel_id": str(channel.id),
+            "channel": channel.payload(permissions=user_perms),
+        }
+        if guild is not None:
+            payload["guild_id"] = str(guild.id)
+            payload["guild"] = {"id": str(guild.id), "locale": guild.locale, "features": []}
+            payload["guild_locale"] = guild.locale
+            payload["member"] = state.member_payload(guild, user, permissions=user_perms)
+            payload["authorizing_integration_owners"] = {"0": str(guild.id)}
+            payload["context"] = 0
+        else:
+            payload["user"] = user.payload()
+            payload["authorizing_integration_owners"] = {"0": "0"}
+            payload["context"] = 1
+        return payload
+
+    def _register(
+        self,
+        kind: int,
+        user: FakeUser,
+        channel: FakeChannel,
+        data: dict[str, Any],
+        *,
+        name: str | None,
+        source: StoredMessage | None = None,
+        message_payload: dict[str, Any] | None = None,
+    ) -> InteractionRecord:
+        interaction_id = self.state.ids.next()
+        token = f"aW50ZXJhY3Rpb246{interaction_id}:{secrets.token_urlsafe(48)}"
+        payload = self._base_payload(
+            kind, user, channel, data, interaction_id=interaction_id, token=token
+        )
+        if message_payload is not None:
+            payload["message"] = message_payload
+        record = InteractionRecord(
+            id=interaction_id,
+            token=token,
+            type=kind,
+            user=user,
+            channel=channel,
+            guild_id=channel.guild_id,
+            payload=payload,
+            name=name,
+            source_message=source,
+            changes=self.state.changes,
+        )
+        self.records[record.id] = record
+        self.by_token[token] = record
+        return record
+
+    async def _dispatch(self, record: InteractionRecord) -> InteractionRecord:
+        record.dispatched_at = time.monotonic()
+        await self.state.emit("INTERACTION_CREATE", record.payload, intent=0)
+        self.state.changes.notify()
+        return record
+
+    def command_data(
+        self,
+        user: FakeUser,
+        channel: FakeChannel,
+        name: str,
+        options: dict[str, Any],
+        *,
+        strict: bool,
+        focused: str | None = None,
+    ) -> dict[str, Any]:
+        """`data` of an APPLICATION_COMMAND: the command id, typed `options`, and `resolved`."""
+        path = name.split()
+        command = self.state.find_command(path[0], channel.guild_id)
+        if command is None and strict:
+            known = sorted(c["name"] for c in self.state.global_commands)
+            if channel.guild_id:
+                known += sorted(c["name"] for c in self.state.commands_for(channel.guild_id))
+            raise LookupError(
+                f"/{path[0]} is not registered with the fake Discord (synced: {known}); "
+                "sync the command tree first, or pass strict=False"
+            )
+        guild = self.state.guild_of(channel)
+        resolved: dict[str, dict[str, Any]] = {}
+        schema: list[dict[str, Any]] | None = command["options"] if command else None
+        leaf: list[dict[str, Any]] = []
+        outer = leaf
+        for part in path[1:]:
+            sub = None
+            if schema is not None:
+                sub = next((o for o in schema if o["name"] == part), None)
+                if sub is None or sub["type"] not in (OPTION_SUBCOMMAND, OPTION_GROUP):
+                    raise ValueError(f"/{name}: {part!r} is not a subcommand")
+                schema = sub.get("options") or []
+            kind = sub["type"] if sub else (OPTION_SUBCOMMAND if part == path[-1] else OPTION_GROUP)
+            inner: list[dict[str, Any]] = []
+            leaf.append({"name": part, "type": kind, "options": inner})
+            leaf = inner
+        leaf.extend(
+            self._typed_options(
+                name, schema, options, user, guild, channel, resolved, focused=focused
+            )
+        )
+        data: dict[str, Any] = {
+            "id": command["id"] if command else str(self.state.ids.next()),
+            "name": path[0],
+            "type": 1,
+        }
+        if outer:
+            data["options"] = outer
+        if command and command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        if resolved:
+            data["resolved"] = resolved
+        return data
+
+    def _typed_options(
+        self,
+        command: str,
+        schema: list[dict[str, Any]] | None,
+        values: dict[str, Any],
+        user: FakeUser,
+        guild: FakeGuild | None,
+        channel: FakeChannel,
+        resolved: dict[str, dict[str, Any]],
+        *,
+        focused: str | None,
+    ) -> list[dict[str, Any]]:
+        if schema is None:
+            schema = [{"name": k, "type": _infer_type(v)} for k, v in values.items()]
+        by_name = {o["name"]: o for o in schema}
+        for key in values:
+            if key not in by_name:
+                raise ValueError(f"/{command} has no option {key!r}; it has {sorted(by_name)}")
+        if focused is None:
+            missing = [o["name"] for o in schema if o.get("required") and o["name"] not in values]
+            if missing:
+                raise ValueError(f"/{command} needs option(s) {missing}")
+        result = []
+        for option in schema:
+            if option["name"] not in values:
+                continue
+            value = values[option["name"]]
+            if option["name"] == focused:
+                result.append(
+                    {
+                        "name": option["name"],
+                        "type": option["type"],
+                        "value": str(value),
+                        "focused": True,
+                    }
+                )
+                continue
+            result.append(
+                self._typed_option(command, option, value, user, guild, channel, resolved)
+            )
+        return result
+
+    def _typed_option(
+        self,
+        command: str,
+        option: dict[str, Any],
+        value: Any,
+        user: FakeUser,
+        guild: FakeGuild | None,
+        channel: FakeChannel,
+        resolved: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
+        kind = option["type"]
+        name = option["name"]
+        where = f"/{command} {name}"
+        if kind in (OPTION_USER, OPTION_MENTIONABLE) and isinstance(value, int):
+            value = self.state.users.get(value, value)
+        if kind == OPTION_STRING:
+            if not isinstance(value, str):
+                raise TypeError(f"{where} takes a str, got {value!r}")
+            if "min_length" in option and len(value) < option["min_length"]:
+                raise ValueError(f"{where} is shorter than {option['min_length']}")
+            if "max_length" in option and len(value) > option["max_length"]:
+                raise ValueError(f"{where} is longer than {option['max_length']}")
+        elif kind == OPTION_INTEGER:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{where} takes an int, got {value!r}")
+        elif kind == OPTION_NUMBER:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{where} takes a number, got {value!r}")
+            value = float(value)
+        elif kind == OPTION_BOOLEAN:
+            if not isinstance(value, bool):
+                raise TypeError(f"{where} takes a bool, got {value!r}")
+        elif kind in (OPTION_USER, OPTION_MENTIONABLE) and isinstance(value, FakeUser):
+            _resolved_add(resolved, "users", value.id, value.payload())
+            if guild is not None and value.id in guild.members:
+                perms = self.state.permissions_for(value.id, channel)
+                member = guild.members[value.id].payload(permissions=perms, with_user=False)
+                _resolved_add(resolved, "members", value.id, member)
+            value = str(value.id)
+        elif kind in (OPTION_ROLE, OPTION_MENTIONABLE) and isinstance(value, FakeRole):
+            _resolved_add(resolved, "roles", value.id, value.payload())
+            value = str(value.id)
+        elif kind == OPTION_CHANNEL and isinstance(value, FakeChannel):
+            types = option.get("channel_types")
+            if types and value.type not in types:
+                raise ValueError(f"{where} only takes channel types {types}")
+            perms = self.state.permissions_for(user.id, value)
+            _resolved_add(resolved, "channels", value.id, value.payload(permissions=perms))
+            value = str(value.id)
+        elif kind == OPTION_ATTACHMENT and isinstance(value, Upload):
+            attachment = self._option_attachment(channel, value)
+            _resolved_add(resolved, "attachments", attachment.id, attachment.payload())
+            value = str(attachment.id)
+        else:
+            raise TypeError(f"{where} (option type {kind}) cannot take {value!r}")
+        if kind in (OPTION_INTEGER, OPTION_NUMBER):
+            if "min_value" in option and value < option["min_value"]:
+                raise ValueError(f"{where} is below its min_value {option['min_value']}")
+            if "max_value" in option and value > option["max_value"]:
+                raise ValueError(f"{where} is above its max_value {option['max_value']}")
+        choices = option.get("choices")
+        if choices and value not in [c["value"] for c in choices]:
+            raise ValueError(f"{where} must be one of {[c['value'] for c in choices]}")
+        return {"name": name, "type": kind, "value": value}
+
+    def _option_attachment(self, channel: FakeChannel, upload: Upload) -> StoredAttachment:
+        attachment_id = self.state.ids.next()
+        width, height = sniff_image_size(upload.data)
+        attachment = StoredAttachment(
+            id=attachment_id,
+            filename=upload.filename,
+            data=upload.data,
+            content_type=guess_content_type(upload.filename),
+            url=self.state.attachment_url(channel.id, attachment_id, upload.filename),
+            ephemeral=True,
+            width=width,
+            height=height,
+        )
+        self.state.attachments[attachment.id] = attachment
+        return attachment
+
+    # ------------------------------------------------------------------ dispatching (for tests)
+
+    async def slash(
+        self,
+        user: FakeUser,
+        name: str,
+        options: dict[str, Any],
+        channel: FakeChannel,
+        *,
+        strict: bool = True,
+    ) -> InteractionRecord:
+        data = self.command_data(user, channel, name, options, strict=strict)
+        record = self._register(APPLICATION_COMMAND, user, channel, data, name=name)
+        return await self._dispatch(record)
+
+    async def autocomplete(
+        self,
+        user: FakeUser,
+        name: str,
+        options: dict[str, Any],
+        focused: str,
+        channel: FakeChannel,
+    ) -> InteractionRecord:
+        data = self.command_data(user, channel, name, options, strict=True, focused=focused)
+        record = self._register(AUTOCOMPLETE, user, channel, data, name=name)
+        return await self._dispatch(record)
+
+    async def component(
+        self,
+        user: FakeUser,
+        message: StoredMessage,
+        custom_id: str,
+        values: list[str] | None = None,
+    ) -> InteractionRecord:
+        component = message.find_component(custom_id)
+        if component is None:
+            raise LookupError(
+                f"message {message.id} has no component {custom_id!r}; "
+                f"it has {message.custom_ids()}"
+            )
+        if component.get("disabled"):
+            raise ValueError(f"component {custom_id!r} is disabled; a user cannot use it")
+        kind = component["type"]
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": kind}
+        if kind in SELECT_TYPES:
+            data["values"] = list(values or [])
+        elif values is not None:
+            raise ValueError(f"component {custom_id!r} is not a select menu")
+        channel = self.state.get_channel(message.channel_id)
+        record = self._register(
+            MESSAGE_COMPONENT,
+            user,
+            channel,
+            data,
+            name=custom_id,
+            source=message,
+            message_payload=self.state.message_payload(message),
+        )
+        return await self._dispatch(record)
+
+    async def submit_modal(
+        self, user: FakeUser, opened_by: InteractionRecord, values: dict[str, Any]
+    ) -> InteractionRecord:
+        modal = opened_by.modal
+        if modal is None:
+            raise ValueError(f"interaction {opened_by.name!r} did not open a modal")
+        components = [self._submitted(c, values) for c in modal.get("components") or []]
+        known = {
+            c["custom_id"]
+            for c in walk_components(modal.get("components") or [])
+            if "custom_id" in c
+        }
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"modal {modal.get('custom_id')!r} has no inputs {sorted(unknown)}")
+        data = {"custom_id": modal["custom_id"], "components": components}
+        record = self._register(
+            MODAL_SUBMIT,
+            user,
+            opened_by.channel,
+            data,
+            name=modal["custom_id"],
+            source=opened_by.source_message,
+        )
+        return await self._dispatch(record)
+
+    def _submitted(self, component: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        kind = component.get("type")
+        if kind == 1:
+            children = [self._submitted(c, values) for c in component["components"]]
+            return {"type": 1, "components": children}
+        if kind == 18:
+            result = {"type": 18, "component": self._submitted(component["component"], values)}
+            if "id" in component:
+                result["id"] = component["id"]
+            return result
+        submitted: dict[str, Any] = {"type": kind}
+        if "id" in component:
+            submitted["id"] = component["id"]
+        custom_id = component.get("custom_id")
+        if custom_id is not None:
+            submitted["custom_id"] = custom_id
+        if kind == COMPONENT_TEXT_INPUT:
+            value = values.get(custom_id, component.get("value") or "")
+            if component.get("required", True) and not value:
+                raise ValueError(f"modal input {custom_id!r} is required")
+            submitted["value"] = value
+        elif kind in SELECT_TYPES:
+            submitted["values"] = list(values.get(custom_id, []))
+        elif kind == 10:
+            submitted["content"] = component.get("content", "")
+        return submitted
+
+    # ------------------------------------------------------------------- serving the bot's side
+
+    def _metadata(self, record: InteractionRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+        owners = record.payload["authorizing_integration_owners"]
+        meta: dict[str, Any] = {
+            "id": str(record.id),
+            "type": record.type,
+            "user": record.user.payload(),
+            "authorizing_integration_owners": owners,
+        }
+        if record.type == APPLICATION_COMMAND:
+            meta["name"] = record.name
+            meta["command_type"] = 1
+        if record.source_message is not None and record.type == MESSAGE_COMPONENT:
+            meta["interacted_message_id"] = str(record.source_message.id)
+        if record.original is not None:
+            meta["original_response_message_id"] = str(record.original.id)
+        legacy: dict[str, Any] = {
+            "id": str(record.id),
+            "type": record.type,
+            "name": record.name or "",
+            "user": record.user.payload(),
+        }
+        return meta, legacy
+
+    async def callback(
+        self, interaction_id: int, token: str, body: ParsedBody, *, with_response: bool
+    ) -> dict[str, Any] | None:
+        record = self.records.get(interaction_id)
+        if record is None or record.token != token or record.expired:
+            raise errors.unknown_interaction()
+        if record.callbacks:
+            raise errors.already_acknowledged()
+        elapsed = time.monotonic() - record.dispatched_at
+        if self.ack_timeout is not None and elapsed > self.ack_timeout:
+            raise errors.unknown_interaction()
+        payload = body.payload
+        kind = payload.get("type")
+        if kind not in ALLOWED_CALLBACKS.get(record.type, set()):
+            raise errors.invalid_form_body(
+                errors.field_error(
+                    "type",
+                    "INTERACTION_CALLBACK_TYPE_INVALID",
+                    f"Callback type {kind} is not valid for interaction type {record.type}",
+                )
+            )
+        data = payload.get("data")
+        state = self.state
+        message: StoredMessage | None = None
+        if kind == CALLBACK_CHANNEL_MESSAGE:
+            message = await self._create(
+                record,
+                ParsedBody(data or {}, body.files, body.multipart),
+                message_type=(
+                    MESSAGE_CHAT_INPUT_COMMAND
+                    if record.type == APPLICATION_COMMAND
+                    else MESSAGE_DEFAULT
+                ),
+            )
+            record.original = message
+        elif kind == CALLBACK_DEFERRED_CHANNEL_MESSAGE:
+            flags = int((data or {}).get("flags") or 0) & MESSAGE_FLAG_EPHEMERAL
+            message = await self._create(
+                record,
+                ParsedBody({"flags": flags}),
+                extra_flags=MESSAGE_FLAG_LOADING,
+                message_type=(
+                    MESSAGE_CHAT_INPUT_COMMAND
+                    if record.type == APPLICATION_COMMAND
+                    else MESSAGE_DEFAULT
+                ),
+            )
+            record.original = message
+        elif kind in (CALLBACK_DEFERRED_UPDATE, CALLBACK_UPDATE_MESSAGE):
+            source = record.source_message
+            if source is None:
+                raise errors.invalid_form_body(
+                    errors.field_error(
+                        "type", "INTERACTION_CALLBACK_TYPE_INVALID", "No message to update"
+                    )
+                )
+            if kind == CALLBACK_UPDATE_MESSAGE:
+                await state.edit_message(source, ParsedBody(data or {}, body.files, body.multipart))
+                message = source
+            record.original = source
+        elif kind == CALLBACK_AUTOCOMPLETE:
+            choices = (data or {}).get("choices") or []
+            if len(choices) > 25:
+                raise errors.invalid_form_body(
+                    errors.field_error(
+                        "data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+                    )
+                )
+        elif kind == CALLBACK_MODAL:
+            modal = data or {}
+            for key in ("custom_id", "title", "components"):
+                if not modal.get(key):
+                    error = errors.field_error(
+                        f"data.{key}", "BASE_TYPE_REQUIRED", "This field is required"
+                    )
+                    raise errors.invalid_form_body(error)
+        record.callbacks.append(CallbackRecord(kind, data, list(body.files.values()), elapsed))
+        state.changes.notify()
+        if not with_response:
+            return None
+        interaction: dict[str, Any] = {"id": str(record.id), "type": record.type}
+        resource: dict[str, Any] = {"type": kind}
+        if message is not None:
+            interaction["response_message_id"] = str(message.id)
+            interaction["response_message_loading"] = message.loading
+            interaction["response_message_ephemeral"] = message.ephemeral
+            resource["message"] = state.message_payload(message)
+        return {"interaction": interaction, "resource": resource}
+
+    async def _create(
+        self,
+        record: InteractionRecord,
+        body: ParsedBody,
+        *,
+        extra_flags: int = 0,
+        message_type: int = MESSAGE_DEFAULT,
+    ) -> StoredMessage:
+        meta, legacy = self._metadata(record)
+        return await self.state.create_message(
+            record.channel,
+            self.state.bot,
+            body,
+            webhook_id=self.state.application_id,
+            allow_ephemeral=True,
+            extra_flags=extra_flags,
+            message_type=message_type,
+            interaction_metadata=meta,
+            interaction=legacy,
+        )
+
+    def webhook(self, application_id: int, token: str) -> InteractionRecord:
+        """The interaction behind `/webhooks/{application_id}/{token}`; dead tokens get 401."""
+        if application_id != self.state.application_id:
+            raise errors.unknown_webhook()
+        record = self.by_token.get(token)
+        if record is None:
+            raise errors.invalid_webhook_token()
+        if record.expired or time.monotonic() - record.dispatched_at > self.token_ttl:
+            raise errors.invalid_webhook_token()
+        return record
+
+    async def followup(self, record: InteractionRecord, body: ParsedBody) -> StoredMessage:
+        """Send a followup; the first one after a "thinking" defer fills that placeholder in."""
+        if not record.acknowledged:
+            raise errors.unknown_webhook()
+        original = record.original
+        response = record.response
+        if (
+            original is not None
+            and original.loading
+            and response is not None
+            and response.type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
+        ):
+            message = await self.state.edit_message(original, body)
+        else:
+            message = await self._create(record, body)
+        record.followups.append(message)
+        self.state.changes.notify()
+        return message
+
+    def webhook_message(self, record: InteractionRecord, message_id: str) -> StoredMessage:
+        if message_id == "@original":
+            if record.original is None or record.original.deleted:
+                raise errors.unknown_message()
+            return record.original
+        wanted = int(message_id) if message_id.isdigit() else -1
+        for message in record.messages:
+            if message.id == wanted and not message.deleted:
+                return message
+        raise errors.unknown_message()
+
+
+def _infer_type(value: Any) -> int:
+    if isinstance(value, bool):
+        return OPTION_BOOLEAN
+    if isinstance(value, int):
+        return OPTION_INTEGER
+    if isinstance(value, float):
+        return OPTION_NUMBER
+    if isinstance(value, FakeUser):
+        return OPTION_USER
+    if isinstance(value, FakeRole):
+        return OPTION_ROLE
+    if isinstance(value, FakeChannel):
+        return OPTION_CHANNEL
+    if isinstance(value, Upload):
+        return OPTION_ATTACHMENT
+    return OPTION_STRING
