@@ -79,6 +79,9 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
     message, _ = user_message(error)
     try:
         if interaction.response.is_done():
+            if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+                # A public "thinking…" placeholder must not outlive the failed command.
+                await interaction.delete_original_response()
             await interaction.followup.send(message, ephemeral=True)
         else:
             await interaction.response.send_message(message, ephemeral=True)

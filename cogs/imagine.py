@@ -72,7 +72,6 @@ class Imagine(commands.Cog):
     ) -> None:
         user = await self._user(interaction)
         ephemeral = user.private_results if private is None else private
-        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         draft = self.bot.engine.composer.draft(
             prompt,
             negative=negative,
@@ -84,6 +83,7 @@ class Imagine(commands.Cog):
             default_steps=user.default_steps,
             strict=not _nsfw(interaction.channel),
         )
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         await self._start(interaction, draft, JobKind.IMAGINE, private=ephemeral)
 
     @app_commands.command(name="animate", description="A looping GIF morphing between two seeds")
@@ -102,7 +102,6 @@ class Imagine(commands.Cog):
         seed_to: app_commands.Range[int, 0, SEED_MAX] | None = None,
     ) -> None:
         user = await self._user(interaction)
-        await interaction.response.defer(thinking=True)
         spec = AnimationSpec(frames=frames, seed_to=random_seed() if seed_to is None else seed_to)
         draft = self.bot.engine.composer.draft(
             prompt,
@@ -112,6 +111,7 @@ class Imagine(commands.Cog):
             animation=spec,
             strict=not _nsfw(interaction.channel),
         )
+        await interaction.response.defer(thinking=True)
         await self._start(interaction, draft, JobKind.ANIMATE, private=False)
 
     async def _user(self, interaction: discord.Interaction):  # type: ignore[no-untyped-def]

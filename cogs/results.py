@@ -112,6 +112,17 @@ class ResultPoster:
 
     async def post(self, row: JobRow, outcome: JobOutcome) -> None:
         """The service calls this once the job's final state and images are stored."""
+        try:
+            await self._post(row, outcome)
+        except Exception:
+            log.exception("posting the result of job %s failed", row.public_id)
+            text = (
+                f"⚠️ `{row.public_id}` is done, but posting it failed; `/show {row.public_id}` "
+                "tries again."
+            )
+            await self._send(row, None, None, self.private.pop(row.public_id, False), text=text)
+
+    async def _post(self, row: JobRow, outcome: JobOutcome) -> None:
         job_id = row.public_id
         target = self.status.pop(job_id, None)
         reply_to = self.reply_to.pop(job_id, None)

@@ -19,6 +19,7 @@ from fluxbot.requests import GenerationResult
 PARAMETERS_KEY = "parameters"
 FLUXBOT_KEY = "fluxbot"
 JPEG_QUALITIES = (95, 90, 85, 80, 70, 60)
+MIN_UPLOAD_SIDE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,10 @@ def read_parameters(data: bytes) -> dict[str, Any]:
 
 
 def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:
-    """Re-encode an image over `limit` bytes: lossless WebP, then JPEG at falling quality.
+    """Re-encode an image over `limit` bytes: lossless WebP, JPEG at falling quality, then
+    smaller JPEGs. The stored PNG is untouched; the note says what the upload lost.
 
-    Raises ValueError when even the smallest JPEG does not fit (the caller says so).
+    Raises ValueError only when not even a 64-pixel JPEG fits (a nonsensical limit).
     """
     if len(encoded.data) <= limit:
         return encoded
@@ -91,12 +93,25 @@ def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:
     if buffer.tell() <= limit:
         return _reencoded(encoded, buffer.getvalue(), "webp", "re-encoded as lossless WebP")
     for quality in JPEG_QUALITIES:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality, optimize=True, subsampling=0)
-        if buffer.tell() <= limit:
+        data = _jpeg(image, quality)
+        if len(data) <= limit:
             note = f"re-encoded as JPEG (quality {quality}) to fit the upload limit"
-            return _reencoded(encoded, buffer.getvalue(), "jpeg", note)
-    raise ValueError(f"the image does not fit in {limit} bytes even as JPEG")
+            return _reencoded(encoded, data, "jpeg", note)
+    scale = 0.75
+    while min(image.width, image.height) * scale >= MIN_UPLOAD_SIDE:
+        size = (round(image.width * scale), round(image.height * scale))
+        data = _jpeg(image.resize(size, Image.Resampling.LANCZOS), JPEG_QUALITIES[2])
+        if len(data) <= limit:
+            note = f"scaled to {size[0]}x{size[1]} JPEG to fit the upload limit"
+            return _reencoded(encoded, data, "jpeg", note)
+        scale *= 0.75
+    raise ValueError(f"the image does not fit in {limit} bytes even as a small JPEG")
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, optimize=True, subsampling=0)
+    return buffer.getvalue()
 
 
 def _reencoded(original: EncodedImage, data: bytes, fmt: str, note: str) -> EncodedImage:

@@ -338,6 +338,7 @@ class LocalWorker(Worker):
         self._loading: asyncio.Task[None] | None = None
         self._current: _Running | None = None
         self._threads_started = 0
+        self._warm = False
         self._jobs_done = 0
         self._images_done = 0
         self._device_seconds = 0.0
@@ -389,6 +390,7 @@ class LocalWorker(Worker):
             thread.shutdown()
             return
         self._runner = runner
+        self._warm = False
         self._state = WorkerState.IDLE
 
     async def wait_ready(self) -> bool:
@@ -446,7 +448,11 @@ class LocalWorker(Worker):
         seconds = time.monotonic() - running.started
         outcomes = [self._outcome(running, job, results, i) for i, job in enumerate(batch)]
         if all(o.status is JobStatus.DONE for o in outcomes) and not running.retried:
-            self._speed.record(requests, seconds)
+            # The first batch of a fresh replica pays for warm-up (allocations, autotuning,
+            # compilation); it would skew the ETAs, so it is not measured.
+            if self._warm:
+                self._speed.record(requests, seconds)
+            self._warm = True
         done = [o for o in outcomes if o.result is not None]
         self._jobs_done += len(done)
         self._images_done += sum(len(o.result.images) for o in done if o.result is not None)
@@ -477,7 +483,7 @@ class LocalWorker(Worker):
             return False
         running.cancelled.add(job_id)
         if running.cancelled >= set(running.job_ids):
-            pass  # the last job of the batch: stop the pipeline
+            running.cancel.set()  # the last job of the batch: stop the pipeline
         return True
 
     def estimate_s(self, request: GenerationRequest) -> float:
@@ -510,9 +516,12 @@ class LocalWorker(Worker):
     ) -> None:
         if self._current is not running:  # a late step of a batch already given up on
             return
-        for job in running.jobs:
-            if job.job_id not in running.cancelled:
-                events(ProgressEvent(job.job_id, progress.step, progress.total, progress.preview))
+        for index, job in enumerate(running.jobs):
+            if job.job_id in running.cancelled:
+                continue
+            # The preview shows the batch's first image: it belongs to the first job only.
+            preview = progress.preview if index == 0 else None
+            events(ProgressEvent(job.job_id, progress.step, progress.total, preview))
 
     async def _stop_overdue(
         self, running: _Running, waiting: asyncio.Future[list[GenerationResult | _Failure]]

@@ -8,7 +8,6 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, until
 
 from fluxbot.jobs import (
     FinishedEvent,
@@ -22,6 +21,7 @@ from fluxbot.jobs import (
 from fluxbot.requests import JobStatus
 from fluxbot.scheduler import FairQueue, QueueFull, Scheduler, SchedulerClosed
 from fluxbot.worker import LocalWorker, SpeedModel, WorkerUnavailable
+from tests.fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, until
 
 WAIT_S = 10.0
 

@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-from fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, request, until
 
 from fluxbot.jobs import JobEvent, ProgressEvent
 from fluxbot.requests import JobStatus
@@ -20,6 +19,7 @@ from fluxbot.worker import (
     describe_error,
     size_class,
 )
+from tests.fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, request, until
 
 
 def make_worker(runner: FakeRunner, **kwargs) -> LocalWorker:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 from PIL import Image
@@ -30,3 +31,121 @@ async def test_imagine_posts_a_png_with_its_seed(harness: BotHarness) -> None:
     assert any(f["name"] == "Seed" and f["value"] == "42" for f in embed["fields"])
     assert record.deferred
     await wait_for(lambda: len(result.reactions) >= 3, what="control reactions")
+
+
+async def _imagine(harness: BotHarness, user, **options):  # type: ignore[no-untyped-def]
+    server = harness.server
+    before = {m.id for m in _result_messages(server)}
+    await server.slash(user, "imagine", {"steps": 1, **options})
+    return await server.wait_for_message(
+        lambda m: bool(m.attachments and m.embeds) and m.id not in before, within_s=60
+    )
+
+
+def _seed_of(message) -> int:  # type: ignore[no-untyped-def]
+    return read_parameters(message.attachments[0].data)["seed"]
+
+
+async def test_reroll_reaction_gives_identical_pixels(harness: BotHarness) -> None:
+    await harness.start()
+    server = harness.server
+    original = await _imagine(harness, server.alice, prompt="a lighthouse", seed=7)
+    await wait_for(lambda: len(original.reactions) >= 3, what="control reactions")
+    await server.react(server.alice, original, "🔁")
+    reroll = await server.wait_for_message(
+        lambda m: bool(m.attachments and m.embeds) and m.id != original.id, within_s=60
+    )
+    assert reroll.message_reference and int(reroll.message_reference["message_id"]) == original.id
+    assert reroll.attachments[0].data == original.attachments[0].data
+    store = harness.bot.store
+    parent = await job_of(harness, original)
+    child = await job_of(harness, reroll)
+    assert child.parent_id == parent.id and child.kind == "reroll"
+    assert await store.images.hashes(child.id) == await store.images.hashes(parent.id)
+
+
+async def test_new_seed_button_makes_a_different_image(harness: BotHarness) -> None:
+    await harness.start()
+    server = harness.server
+    original = await _imagine(harness, server.alice, prompt="a lighthouse", seed=7)
+    job = await job_of(harness, original)
+    click = await server.click(server.bob, original, f"flux:new:{job.public_id}")
+    variation = await server.wait_for_message(
+        lambda m: bool(m.attachments and m.embeds) and m.id != original.id, within_s=60
+    )
+    assert _seed_of(variation) != 7
+    assert variation.attachments[0].data != original.attachments[0].data
+    assert click.ephemeral and "New seed" in click.followups[0].content
+
+
+async def test_cancel_reaction_by_owner_deletes_and_by_others_is_ignored(
+    harness: BotHarness,
+) -> None:
+    await harness.start()
+    server = harness.server
+    original = await _imagine(harness, server.alice, prompt="a teapot", seed=3)
+    store = harness.bot.store
+    job = await job_of(harness, original)
+    await server.react(server.bob, original, "❌")
+    await server.react(server.alice, original, "🙂")
+    await asyncio.sleep(0.5)
+    assert not original.deleted and await store.jobs.get(job.id) is not None
+    await server.react(server.alice, original, "❌")
+    await wait_for(lambda: original.deleted, what="the result to be deleted")
+    assert await wait_for_none(lambda: store.jobs.get(job.id))
+
+
+async def wait_for_none(fetch) -> bool:  # type: ignore[no-untyped-def]
+    for _ in range(100):
+        if await fetch() is None:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def job_of(harness: BotHarness, message):  # type: ignore[no-untyped-def]
+    """The stored job of a posted result (its message id is saved just after posting)."""
+    for _ in range(100):
+        job = await harness.bot.store.jobs.by_message_id(message.id)
+        if job is not None and job.result_message_id == message.id:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError("the result message was never linked to its job")
+
+
+async def test_cancel_a_queued_job(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    bot.engine.scheduler.pause()
+    record = await server.slash(server.alice, "imagine", {"prompt": "a queued fox", "steps": 1})
+    await wait_for(lambda: record.original and "position" in record.original.content)
+    job = await bot.store.jobs.by_message_id(record.original.id)
+    await server.react(server.alice, record.original, "❌")
+    await wait_for(lambda: "cancelled" in record.original.content, what="cancelled status")
+    assert (await bot.store.jobs.get(job.id)).status == "cancelled"
+
+
+async def test_bad_options_get_an_ephemeral_error_and_queue_nothing(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    record = await server.slash(
+        server.alice, "imagine", {"prompt": "a cat --seed -5"}, strict=False
+    )
+    await wait_for(lambda: record.messages, what="an answer")
+    text = record.messages[-1].content
+    assert "seed" in text and "4294967295" in text and record.ephemeral
+    record = await server.slash(server.alice, "imagine", {"prompt": "a cat --ar 5:4"})
+    await wait_for(lambda: record.messages, what="an answer")
+    assert "16:9" in record.messages[-1].content
+    assert (await bot.store.jobs.for_user(server.alice.id)).total == 0
+
+
+async def test_oversized_upload_is_reencoded(harness: BotHarness) -> None:
+    server = harness.server
+    server.attachment_size_limit = 2_000_000
+    await harness.start()
+    result = await _imagine(harness, server.alice, prompt="static noise", seed=1)
+    attachment = result.attachments[0]
+    assert len(attachment.data) <= 2_000_000
+    assert attachment.filename.endswith((".webp", ".jpg"))
+    assert "re-encoded" in result.embeds[0]["description"]

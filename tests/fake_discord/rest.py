@@ -46,6 +46,9 @@ class RecordedRequest:
     at: float = field(default_factory=time.monotonic)
 
 
+RECORD_KEY = web.RequestKey("fake_discord_record", RecordedRequest)
+
+
 @dataclass
 class Fault:
     """An error to answer instead of running the handler (see `FakeDiscord.fail_next`)."""
@@ -113,7 +116,7 @@ class RestApi:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else None
         record = RecordedRequest(request.method, request.path, route)
-        request["fake_record"] = record
+        request[RECORD_KEY] = record
         is_api = request.path.startswith(API_PREFIX)
         if is_api:
             self.requests.append(record)
@@ -171,7 +174,7 @@ class RestApi:
 
     async def _body(self, request: web.Request) -> ParsedBody:
         body = await parse_body(request, file_size_limit=self.state.attachment_size_limit)
-        record: RecordedRequest = request["fake_record"]
+        record = request[RECORD_KEY]
         record.payload = body.payload
         record.files = [(f.filename, len(f.data)) for f in body.files.values()]
         return body
@@ -182,7 +185,7 @@ class RestApi:
             value = json.loads(raw) if raw.strip() else None
         except ValueError as exc:
             raise DiscordError(400, 50109, "The request body contains invalid JSON.") from exc
-        request["fake_record"].payload = value
+        request[RECORD_KEY].payload = value
         return value
 
     # ---------------------------------------------------------------------------------- routes

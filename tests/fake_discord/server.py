@@ -206,7 +206,10 @@ class FakeDiscord:
             f"gateway: {len(self.gateway.live_sessions())} live session(s), "
             f"identify={self.gateway.identify_count} resume={self.gateway.resume_count}",
             "last REST calls: "
-            + ", ".join(f"{r.method} {r.path} -> {r.status}" for r in self.requests[-8:]),
+            + ", ".join(
+                f"{r.method} {(r.route or r.path).removeprefix(API_PREFIX)} -> {r.status}"
+                for r in self.requests[-8:]
+            ),
         ]
         if self.unknown_routes:
             lines.append(

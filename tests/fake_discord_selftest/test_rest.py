@@ -1,0 +1,212 @@
+"""The REST side on the wire: error shapes, validation, limits, interaction rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fake_discord import FakeDiscord, permissions
+
+
+@pytest.fixture
+async def http(fake: FakeDiscord) -> AsyncIterator[aiohttp.ClientSession]:
+    headers = {"Authorization": f"Bot {fake.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield session
+
+
+def multipart(payload: dict[str, Any], files: list[tuple[str, bytes]]) -> aiohttp.FormData:
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("payload_json", json.dumps(payload))
+    for index, (name, data) in enumerate(files):
+        form.add_field(
+            f"files[{index}]", data, filename=name, content_type="application/octet-stream"
+        )
+    return form
+
+
+async def test_unknown_routes_answer_discords_404_and_are_recorded(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{fake.api_base}/guilds/1/audit-logs") as response:
+        assert response.status == 404
+        assert response.headers["Content-Type"] == "application/json"
+        assert await response.json() == {"message": "404: Not Found", "code": 0}
+    async with http.put(f"{fake.api_base}/users/@me") as response:
+        assert response.status == 405
+    assert [(r.method, r.path) for r in fake.unknown_routes] == [
+        ("GET", "/api/v10/guilds/1/audit-logs"),
+        ("PUT", "/api/v10/users/@me"),
+    ]
+
+
+async def test_bot_routes_need_the_token(fake: FakeDiscord) -> None:
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.get(f"{fake.api_base}/users/@me") as response,
+    ):
+        assert response.status == 401
+        assert (await response.json())["message"] == "401: Unauthorized"
+
+
+async def test_gateway_bot_points_at_the_fake_gateway(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{fake.api_base}/gateway/bot") as response:
+        data = await response.json()
+    assert data["url"] == fake.gateway_url and data["shards"] == 1
+
+
+async def test_message_limits_answer_invalid_form_body(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    async with http.post(url, json={"content": "x" * 2001}) as response:
+        body = await response.json()
+    assert response.status == 400 and body["code"] == 50035
+    assert body["errors"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+
+    rows = [
+        {"type": 1, "components": [{"type": 2, "style": 1, "label": "b", "custom_id": f"c{i}"}]}
+        for i in range(6)
+    ]
+    async with http.post(url, json={"content": "hi", "components": rows}) as response:
+        assert (await response.json())["errors"]["components"]["_errors"]
+
+    async with http.post(url, json={"content": ""}) as response:
+        assert (await response.json())["code"] == 50006
+
+    files = [(f"{i}.png", b"png") for i in range(11)]
+    async with http.post(url, data=multipart({"content": "many"}, files)) as response:
+        assert (await response.json())["errors"]["attachments"]
+    assert fake.messages(fake.channel) == []
+
+
+async def test_upload_over_the_limit_is_413_and_stores_nothing(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    fake.attachment_size_limit = 4096
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    form = multipart({"content": "big"}, [("small.png", b"s" * 10), ("big.png", b"b" * 5000)])
+    async with http.post(url, data=form) as response:
+        assert response.status == 413
+        assert await response.json() == {"message": "Request entity too large", "code": 40005}
+    assert fake.messages() == []
+    form = multipart({"content": "fits"}, [("ok.png", b"o" * 4096)])
+    async with http.post(url, data=form) as response:
+        assert response.status == 200
+        assert (await response.json())["attachments"][0]["size"] == 4096
+
+
+async def test_reactions_take_the_emoji_character_not_a_shortcode(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    message = await fake.send_message(fake.alice, content="hello")
+    base = f"{fake.api_base}/channels/{fake.channel.id}/messages/{message.id}/reactions"
+    async with http.put(f"{base}/%3Arepeat%3A/@me") as response:
+        assert response.status == 400 and (await response.json())["code"] == 10014
+    async with http.put(f"{base}/%F0%9F%94%81/@me") as response:
+        assert response.status == 204
+    assert message.reaction_users("🔁") == [fake.bot_user.id]
+    async with http.delete(f"{base}/%F0%9F%94%81/{fake.alice.id}") as response:
+        assert response.status == 204  # the bot role can manage messages
+
+
+async def test_editing_someone_elses_message_is_refused(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    message = await fake.send_message(fake.alice, content="mine")
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages/{message.id}"
+    async with http.patch(url, json={"content": "yours"}) as response:
+        assert (await response.json())["code"] == 50005
+    hidden = await fake.add_channel("hidden", bot_denied=permissions.VIEW_CHANNEL)
+    async with http.get(f"{fake.api_base}/channels/{hidden.id}") as response:
+        assert response.status == 403 and (await response.json())["code"] == 50001
+
+
+async def test_fail_next_injects_errors_and_rate_limits(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    fake.fail_next("POST", r"/channels/\d+/messages$", status=503, times=1)
+    fake.fail_next("GET", "/users/@me", retry_after=0.25)
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    async with http.post(url, json={"content": "one"}) as response:
+        assert response.status == 503
+    async with http.post(url, json={"content": "two"}) as response:
+        assert response.status == 200
+    async with http.get(f"{fake.api_base}/users/@me") as response:
+        assert response.status == 429 and response.headers["Via"]
+        assert (await response.json())["retry_after"] == 0.25
+
+
+async def test_interaction_ack_rules(fake: FakeDiscord, http: aiohttp.ClientSession) -> None:
+    # Straight to the interaction service: no bot is connected, the test answers by hand.
+    record = await fake.interactions.slash(
+        fake.alice, "imagine", {"prompt": "x"}, fake.channel, strict=False
+    )
+    callback = f"{fake.api_base}/interactions/{record.id}/{record.token}/callback"
+    webhook = f"{fake.api_base}/webhooks/{fake.application_id}/{record.token}"
+    async with http.post(f"{webhook}?wait=1", json={"content": "too early"}) as response:
+        assert (await response.json())["code"] == 10015
+    async with http.post(callback, json={"type": 7, "data": {"content": "no"}}) as response:
+        assert (await response.json())["code"] == 50035  # UPDATE_MESSAGE needs a component
+    async with http.post(f"{callback}?with_response=1", json={"type": 5}) as response:
+        body = await response.json()
+    assert body["interaction"]["response_message_loading"] is True
+    assert body["resource"]["message"]["flags"] == 128
+    async with http.post(callback, json={"type": 4, "data": {"content": "again"}}) as response:
+        assert (await response.json())["code"] == 40060
+
+    async with http.patch(f"{webhook}/messages/@original", json={"content": "done"}) as response:
+        assert (await response.json())["content"] == "done"
+    assert record.original is not None and not record.original.loading
+    async with http.post(webhook, json={"content": "no wait"}) as response:
+        assert response.status == 204
+    assert [m.content for m in record.messages] == ["done", "no wait"]
+
+    record.expire()
+    async with http.post(f"{webhook}?wait=1", json={"content": "late"}) as response:
+        assert response.status == 401 and (await response.json())["code"] == 50027
+
+
+async def test_late_acknowledgement_is_an_unknown_interaction(
+    http: aiohttp.ClientSession,
+) -> None:
+    slow = FakeDiscord(ack_timeout=0.0)
+    await slow.start()
+    try:
+        record = await slow.interactions.slash(
+            slow.alice, "imagine", {"prompt": "x"}, slow.channel, strict=False
+        )
+        callback = f"{slow.api_base}/interactions/{record.id}/{record.token}/callback"
+        async with http.post(callback, json={"type": 5}) as response:
+            assert response.status == 404 and (await response.json())["code"] == 10062
+    finally:
+        await slow.stop()
+
+
+async def test_command_sync_validates_like_discord(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    url = f"{fake.api_base}/applications/{fake.application_id}/commands"
+    too_many = [{"type": 3, "name": f"o{i}", "description": "d"} for i in range(26)]
+    bad = [{"name": "Imagine", "description": "", "options": too_many}]
+    async with http.put(url, json=bad) as response:
+        errors = (await response.json())["errors"]["0"]
+    assert set(errors) == {"name", "description", "options"}
+    good = [{"name": "imagine", "description": "Make a picture"}]
+    async with http.put(url, json=good) as response:
+        [stored] = await response.json()
+    async with http.put(url, json=good) as response:
+        [again] = await response.json()
+    assert stored["id"] == again["id"] and stored["application_id"] == str(fake.application_id)
+    guild_url = (
+        f"{fake.api_base}/applications/{fake.application_id}/guilds/{fake.guild.id}/commands"
+    )
+    async with http.put(guild_url, json=[{"name": "admin", "description": "Admin"}]) as response:
+        assert (await response.json())[0]["guild_id"] == str(fake.guild.id)
+    assert [c["name"] for c in fake.commands] == ["imagine", "admin"]
