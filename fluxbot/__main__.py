@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import random
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,10 +136,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         case "run":
             return cli_commands.run_bot(settings)
     raise CliError(f"unknown command {args.command!r}")
-
-
-def random_seed() -> int:
-    return random.SystemRandom().randint(0, SEED_MAX)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fluxbot.config import Settings
-from fluxbot.requests import (
-    ASPECT_PRESETS,
-    AnimationSpec,
-    GenerationRequest,
-    RequestError,
-    SizeLimits,
-)
+from fluxbot.requests import AnimationSpec, GenerationRequest, RequestError
 
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set. Create a bot at https://discord.com/developers/applications "
@@ -25,36 +19,25 @@ TOKEN_HELP = (
 )
 
 
-def build_request(args: argparse.Namespace, settings: Settings, *, count: int = 1) -> Any:
-    """A validated GenerationRequest from CLI options and the prompt's inline flags."""
-    from fluxbot.__main__ import random_seed
-    from fluxbot.prompts import merge_options, parse_prompt
+def build_request(args: argparse.Namespace, settings: Settings) -> GenerationRequest:
+    """A validated request from CLI options and the prompt's inline flags (as the bot does it)."""
+    from fluxbot.engine import build_composer
+    from fluxbot.seeds import random_seed
 
-    parsed = parse_prompt(args.prompt)
-    options = merge_options(
-        parsed,
+    draft = build_composer(settings).draft(
+        args.prompt,
         negative=args.negative,
         seed=args.seed,
         aspect=args.aspect,
         steps=args.steps,
         count=getattr(args, "count", None),
+        width=args.width,
+        height=args.height,
+        strict=False,  # the operator's own machine: only the never-allowed list applies
     )
-    width, height = ASPECT_PRESETS[options.aspect or "1:1"]
-    if args.width is not None:
-        width = args.width
-    if args.height is not None:
-        height = args.height
-    seed = options.seed if options.seed is not None else random_seed()
-    request = GenerationRequest(
-        prompt=options.text,
-        negative=options.negative or "",
-        seed=seed,
-        width=width,
-        height=height,
-        steps=options.steps or 4,
-        count=options.count or count,
-    )
-    return request.check_limits(SizeLimits.from_settings(settings))
+    for notice in draft.notices:
+        print(f"fluxbot: {notice}", file=sys.stderr)
+    return draft.finish(draft.seed if draft.seed is not None else random_seed())
 
 
 def pick_device(settings: Settings, override: str | None) -> str:
@@ -119,8 +102,8 @@ def generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def animate(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxbot.__main__ import random_seed
     from fluxbot.animation import GifTooLarge, encode_gif
+    from fluxbot.seeds import random_seed
     from fluxbot.pipeline import ModelLoadError
 
     base = build_request(args, settings)

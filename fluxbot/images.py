@@ -110,7 +110,7 @@ def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:
 
 def _jpeg(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, optimize=True, subsampling=0)
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
     return buffer.getvalue()
 
 

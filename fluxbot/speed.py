@@ -205,6 +205,8 @@ def fuse_qkv_(model: torch.nn.Module) -> bool:
     fuse = getattr(model, "fuse_qkv_projections", None)
     if fuse is None:
         return False
+    if any(getattr(m, "fused_projections", False) for m in model.modules()):
+        return True
     try:
         fuse()
     except (ValueError, AttributeError, RuntimeError) as exc:

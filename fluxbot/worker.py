@@ -453,10 +453,11 @@ class LocalWorker(Worker):
             if self._warm:
                 self._speed.record(requests, seconds)
             self._warm = True
-        done = [o for o in outcomes if o.result is not None]
-        self._jobs_done += len(done)
-        self._images_done += sum(len(o.result.images) for o in done if o.result is not None)
-        self._device_seconds += seconds
+        images = sum(len(o.result.images) for o in outcomes if o.result is not None)
+        if images:  # mean seconds per image counts the batches that made images
+            self._jobs_done += sum(1 for o in outcomes if o.result is not None)
+            self._images_done += images
+            self._device_seconds += seconds
         if results is not None and self._thread is thread:
             thread.submit(lambda: self._after_batch(len(batch)))
         return outcomes

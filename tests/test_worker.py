@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fluxbot.jobs import JobEvent, ProgressEvent
+from fluxbot.jobs import Job, JobEvent, ProgressEvent
 from fluxbot.requests import JobStatus
 from fluxbot.worker import (
     LocalWorker,
@@ -217,6 +217,28 @@ async def test_a_worker_whose_pipeline_fails_to_load_is_dead() -> None:
     with pytest.raises(WorkerUnavailable):
         await worker.run([job("a")], lambda e: None)
     await worker.close()
+
+
+async def test_previews_go_to_the_job_whose_image_they_show() -> None:
+    worker = make_worker(FakeRunner())
+    events: list[JobEvent] = []
+    first = Job("a", 1, request("a"), want_preview=True)
+    await worker.run([first, job("b")], events.append)
+    await worker.close()
+    progress = [e for e in events if isinstance(e, ProgressEvent)]
+    assert all(e.preview is not None for e in progress if e.job_id == "a")
+    assert all(e.preview is None for e in progress if e.job_id == "b")
+    assert len(progress) == 8
+
+
+async def test_speed_is_measured_after_the_warm_up_batch() -> None:
+    worker = make_worker(FakeRunner(), speed=SpeedModel(default_s_per_megapixel_step=100.0))
+    guess = worker.estimate_s(request())
+    await worker.run([job("warm-up")], lambda e: None)
+    assert worker.estimate_s(request()) == guess
+    await worker.run([job("measured")], lambda e: None)
+    await worker.close()
+    assert worker.estimate_s(request()) < guess
 
 
 def test_speed_model_seeds_by_size_then_learns() -> None:

@@ -1,13 +1,22 @@
 """A real local stand-in for Discord (REST + gateway) that the real discord.py client talks to.
 
-Start a `FakeDiscord`, point the bot at `api_base` / `gateway_url`, then drive it as Discord's
-users would and assert on what it posted. See `server.FakeDiscord` for the controller API.
+    server = FakeDiscord()                      # guild, #general, #nsfw-art, admin/alice/bob
+    await server.start()                        # 127.0.0.1, ephemeral port
+    # the bot: Route.BASE = server.api_base; DiscordWebSocket.DEFAULT_GATEWAY = server.gateway_url
+    record = await server.slash(server.alice, "imagine", {"prompt": "a fox", "seed": 42})
+    await record.wait_response()                # the ack (type 5 when deferred)
+    [result] = await record.wait_followups()    # StoredMessage: content, attachments' bytes, ...
+    await server.react(server.alice, result, "🔁")
+
+Modules: `server` (the controller), `state` + `models` + `commands` (the world), `rest`,
+`gateway`, `interactions` + `options` (interaction payloads and their webhooks), `multipart`,
+`validation` (Discord's limits), `discord_py` (pointing a bare discord.py client at the fake).
 """
 
 from .discord_py import point_discord_py_at
 from .errors import DiscordError
 from .gateway import DispatchRecord
-from .interactions import CallbackRecord, InteractionRecord, Upload
+from .interactions import CallbackRecord, InteractionRecord
 from .models import (
     FakeChannel,
     FakeGuild,
@@ -17,6 +26,7 @@ from .models import (
     StoredAttachment,
     StoredMessage,
 )
+from .options import Upload
 from .rest import RecordedRequest
 from .server import DEFAULT_TOKEN, FakeDiscord, MiB
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .models import FakeGuild
 from .state import (
     INTENT_GUILD_MEMBERS,
     INTENT_GUILDS,
@@ -378,7 +379,7 @@ class GatewayHub:
             data["shard"] = session.shard
         return data
 
-    def _guild_payload(self, session: GatewaySession, guild: Any) -> dict[str, Any]:
+    def _guild_payload(self, session: GatewaySession, guild: FakeGuild) -> dict[str, Any]:
         data = guild.payload()
         if not session.intents & INTENT_GUILD_MEMBERS:
             # Without GUILD_MEMBERS Discord only includes the bot's own member.

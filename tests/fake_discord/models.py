@@ -412,10 +412,9 @@ def walk_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for component in components:
         found.append(component)
-        for key in ("components",):
-            children = component.get(key)
-            if isinstance(children, list):
-                found.extend(walk_components(children))
+        children = component.get("components")
+        if isinstance(children, list):
+            found.extend(walk_components(children))
         for key in ("accessory", "component"):
             child = component.get(key)
             if isinstance(child, dict):

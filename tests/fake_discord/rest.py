@@ -18,7 +18,8 @@ from aiohttp import web
 
 from . import errors, permissions
 from .errors import DiscordError
-from .interactions import InteractionService
+from .interactions import InteractionRecord, InteractionService
+from .models import FakeChannel, FakeGuild, StoredMessage
 from .multipart import ParsedBody, parse_body
 from .state import PRIVILEGED_INTENTS, DiscordState
 
@@ -320,7 +321,7 @@ class RestApi:
         return guild_id
 
     async def list_commands(self, request: web.Request) -> web.Response:
-        return json_response(self.state.commands_for(self._command_scope(request)))
+        return json_response(self.state.commands.scope(self._command_scope(request)))
 
     async def overwrite_commands(self, request: web.Request) -> web.Response:
         scope = self._command_scope(request)
@@ -329,26 +330,26 @@ class RestApi:
             raise errors.invalid_form_body(
                 errors.field_error("_root", "BASE_TYPE_ARRAY", "Must be an array.")
             )
-        return json_response(self.state.overwrite_commands(scope, data))
+        return json_response(self.state.commands.overwrite(scope, data))
 
     async def upsert_command(self, request: web.Request) -> web.Response:
         scope = self._command_scope(request)
         data = await self._json(request) or {}
-        return json_response(self.state.upsert_command(scope, data), status=201)
+        return json_response(self.state.commands.upsert(scope, data), status=201)
 
     async def get_command(self, request: web.Request) -> web.Response:
         scope = self._command_scope(request)
-        return json_response(self.state.get_command(scope, snowflake(request, "command_id")))
+        return json_response(self.state.commands.get(scope, snowflake(request, "command_id")))
 
     async def edit_command(self, request: web.Request) -> web.Response:
         scope = self._command_scope(request)
         data = await self._json(request) or {}
         command_id = snowflake(request, "command_id")
-        return json_response(self.state.edit_command(scope, command_id, data))
+        return json_response(self.state.commands.edit(scope, command_id, data))
 
     async def delete_command(self, request: web.Request) -> web.Response:
         scope = self._command_scope(request)
-        self.state.delete_command(scope, snowflake(request, "command_id"))
+        self.state.commands.delete(scope, snowflake(request, "command_id"))
         return no_content()
 
     async def command_permissions(self, request: web.Request) -> web.Response:
@@ -368,7 +369,7 @@ class RestApi:
         )
         return no_content() if result is None else json_response(result)
 
-    def _webhook(self, request: web.Request) -> Any:
+    def _webhook(self, request: web.Request) -> InteractionRecord:
         return self.interactions.webhook(
             snowflake(request, "application_id"), request.match_info["token"]
         )
@@ -401,12 +402,14 @@ class RestApi:
 
     # -------------------------------------------------------------------------------- channels
 
-    def _channel(self, request: web.Request, needed: int = permissions.VIEW_CHANNEL) -> Any:
+    def _channel(self, request: web.Request, needed: int = permissions.VIEW_CHANNEL) -> FakeChannel:
         channel = self.state.get_channel(snowflake(request, "channel_id"))
         self.state.require(channel, self.state.bot.id, needed)
         return channel
 
-    def _message(self, request: web.Request, needed: int = permissions.VIEW_CHANNEL) -> Any:
+    def _message(
+        self, request: web.Request, needed: int = permissions.VIEW_CHANNEL
+    ) -> StoredMessage:
         channel = self._channel(request, needed)
         message = self.state.get_message(channel.id, snowflake(request, "message_id"))
         if message.ephemeral:
@@ -512,7 +515,7 @@ class RestApi:
 
     # ---------------------------------------------------------------------------------- guilds
 
-    def _guild(self, request: web.Request) -> Any:
+    def _guild(self, request: web.Request) -> FakeGuild:
         return self.state.get_guild(snowflake(request, "guild_id"))
 
     async def get_guild(self, request: web.Request) -> web.Response:

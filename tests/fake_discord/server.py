@@ -166,13 +166,10 @@ class FakeDiscord:
     @property
     def commands(self) -> list[dict[str, Any]]:
         """Every registered application command, global ones first, as Discord stores them."""
-        stored = list(self.state.global_commands)
-        for commands in self.state.guild_commands.values():
-            stored.extend(commands)
-        return stored
+        return self.state.commands.all()
 
     def command(self, name: str, *, guild: FakeGuild | None = None) -> dict[str, Any] | None:
-        return self.state.find_command(name, guild.id if guild else self.guild.id)
+        return self.state.commands.find(name, guild.id if guild else self.guild.id)
 
     def messages(
         self,

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import errors, permissions
+from .commands import CommandRegistry
 from .models import (
     CHANNEL_DM,
     CHANNEL_TEXT,
@@ -38,7 +39,7 @@ from .models import (
 )
 from .multipart import ParsedBody, UploadedFile
 from .snowflakes import SnowflakeGenerator
-from .validation import validate_commands, validate_message
+from .validation import validate_message
 from .waiting import ChangeFeed
 
 # Gateway intents, as bits of IDENTIFY's `intents`.
@@ -81,17 +82,15 @@ class DiscordState:
         self.messages: dict[int, StoredMessage] = {}
         self.attachments: dict[int, StoredAttachment] = {}
         self.dm_by_user: dict[int, FakeChannel] = {}
-        self.global_commands: list[dict[str, Any]] = []
-        self.guild_commands: dict[int, list[dict[str, Any]]] = {}
         self.bot = self.add_user("fluxbot", bot=True)
         self.application_id = self.bot.id
         self.owner = self.add_user("owner")
+        self.commands = CommandRegistry(self.ids, self.application_id, self.changes)
 
     # ----------------------------------------------------------------------------------- world
 
     def add_user(self, username: str, *, bot: bool = False, locale: str = "en-US") -> FakeUser:
-        user = FakeUser(id=self.ids.next(), username=username, global_name=None, bot=bot)
-        user.locale = locale
+        user = FakeUser(id=self.ids.next(), username=username, bot=bot, locale=locale)
         self.users[user.id] = user
         return user
 
@@ -603,86 +602,3 @@ class DiscordState:
                 self.message_payload(target) if target and not target.deleted else None
             )
         return data
-
-    # -------------------------------------------------------------------------------- commands
-
-    def commands_for(self, guild_id: int | None) -> list[dict[str, Any]]:
-        if guild_id is None:
-            return self.global_commands
-        return self.guild_commands.setdefault(guild_id, [])
-
-    def _stored_command(
-        self, data: dict[str, Any], guild_id: int | None, previous: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        kind = int(data.get("type", 1))
-        old = next((c for c in previous if c["name"] == data["name"] and c["type"] == kind), None)
-        stored = {
-            "default_member_permissions": None,
-            "dm_permission": True,
-            "nsfw": False,
-            "contexts": None,
-            "integration_types": [0],
-            "options": [],
-            "description": "",
-            **{k: v for k, v in data.items() if k not in ("id", "application_id", "version")},
-            "type": kind,
-            "id": old["id"] if old else str(self.ids.next()),
-            "application_id": str(self.application_id),
-            "version": str(self.ids.next()),
-        }
-        if guild_id is not None:
-            stored["guild_id"] = str(guild_id)
-        return stored
-
-    def overwrite_commands(
-        self, guild_id: int | None, payload: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Bulk overwrite (what `CommandTree.sync` does); ids survive for unchanged names."""
-        validate_commands(payload)
-        previous = self.commands_for(guild_id)
-        stored = [self._stored_command(c, guild_id, previous) for c in payload]
-        if guild_id is None:
-            self.global_commands = stored
-        else:
-            self.guild_commands[guild_id] = stored
-        self.changes.notify()
-        return stored
-
-    def upsert_command(self, guild_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
-        validate_commands([data])
-        commands = self.commands_for(guild_id)
-        stored = self._stored_command(data, guild_id, commands)
-        commands[:] = [c for c in commands if c["id"] != stored["id"]] + [stored]
-        self.changes.notify()
-        return stored
-
-    def get_command(self, guild_id: int | None, command_id: int) -> dict[str, Any]:
-        for command in self.commands_for(guild_id):
-            if int(command["id"]) == command_id:
-                return command
-        raise errors.unknown_command()
-
-    def edit_command(
-        self, guild_id: int | None, command_id: int, data: dict[str, Any]
-    ) -> dict[str, Any]:
-        command = self.get_command(guild_id, command_id)
-        merged = {**command, **data}
-        validate_commands([merged])
-        command.update(data)
-        command["version"] = str(self.ids.next())
-        self.changes.notify()
-        return command
-
-    def delete_command(self, guild_id: int | None, command_id: int) -> None:
-        command = self.get_command(guild_id, command_id)
-        self.commands_for(guild_id).remove(command)
-        self.changes.notify()
-
-    def find_command(self, name: str, guild_id: int | None, kind: int = 1) -> dict[str, Any] | None:
-        """Guild commands first (as the client shows them), then global ones."""
-        pools = ([self.commands_for(guild_id)] if guild_id else []) + [self.global_commands]
-        for pool in pools:
-            for command in pool:
-                if command["name"] == name and command["type"] == kind:
-                    return command
-        return None

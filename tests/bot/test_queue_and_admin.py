@@ -1,0 +1,80 @@
+"""Queue positions and fairness across users, admin commands, and a restart with jobs queued."""
+
+from __future__ import annotations
+
+from fluxbot.images import read_parameters
+from tests.bot.conftest import BotHarness, wait_for
+
+
+def _results(server):  # type: ignore[no-untyped-def]
+    return [m for m in server.messages() if m.attachments and m.embeds]
+
+
+async def _queued(server, user, prompt):  # type: ignore[no-untyped-def]
+    """Run /imagine and wait until the bot says the job is queued (commands run concurrently)."""
+    record = await server.slash(user, "imagine", {"prompt": prompt, "steps": 1})
+    await wait_for(lambda: record.original and "position" in record.original.content)
+    return record
+
+
+async def test_two_users_are_served_fairly(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    bot.engine.scheduler.pause()
+    alice_jobs = [await _queued(server, server.alice, f"alice {i}") for i in range(3)]
+    bob_job = await _queued(server, server.bob, "bob 0")
+    assert "position **2**" in bob_job.original.content
+    assert "position **3**" in alice_jobs[2].original.content
+    bot.engine.scheduler.resume()
+    await wait_for(lambda: len(_results(server)) == 4, within_s=90, what="four results")
+    order = [read_parameters(m.attachments[0].data)["prompt"] for m in _results(server)]
+    assert order.index("bob 0") <= 1, order
+
+
+async def test_gpu_for_admins_only(harness: BotHarness) -> None:
+    await harness.start()
+    server = harness.server
+    record = await server.slash(server.admin, "gpu")
+    await wait_for(lambda: record.messages, what="the /gpu answer")
+    reply = record.messages[-1]
+    assert record.ephemeral and reply.embeds
+    fields = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
+    assert {"VRAM", "Utilisation", "Queue depth", "Images done", "Mean s/image"} <= set(fields)
+    refused = await server.slash(server.alice, "gpu", strict=False)
+    await wait_for(lambda: refused.messages, what="the refusal")
+    assert refused.ephemeral and "admins" in refused.messages[-1].content
+    assert not refused.messages[-1].embeds
+    command = server.command("gpu")
+    assert int(command["default_member_permissions"]) == 8  # Administrator
+
+
+async def test_admin_listed_by_id_can_pause_and_resume(harness: BotHarness) -> None:
+    server = harness.server
+    bot = await harness.start(admin_ids=str(server.alice.id))
+    record = await server.slash(server.alice, "admin pause")
+    await wait_for(lambda: record.messages)
+    assert bot.engine.scheduler.paused
+    queue = await server.slash(server.alice, "queue")
+    await wait_for(lambda: queue.messages)
+    assert "paused" in queue.messages[-1].content
+    record = await server.slash(server.bob, "admin resume", strict=False)
+    await wait_for(lambda: record.messages)
+    assert bot.engine.scheduler.paused, "a non-admin must not resume"
+    await server.slash(server.alice, "admin resume")
+    await wait_for(lambda: not bot.engine.scheduler.paused)
+
+
+async def test_jobs_left_queued_are_posted_after_a_restart(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    bot.engine.scheduler.pause()
+    record = await server.slash(server.alice, "imagine", {"prompt": "survivor", "seed": 5})
+    await wait_for(lambda: record.original and "position" in record.original.content)
+    await harness.stop()
+    assert not _results(server)
+    await harness.start()
+    result = await server.wait_for_message(
+        lambda m: bool(m.attachments and m.embeds), within_s=60
+    )
+    assert read_parameters(result.attachments[0].data)["seed"] == 5
+    assert f"<@{server.alice.id}>" in result.content
