@@ -175,11 +175,15 @@ def _is_modulation(name: str) -> bool:
     return ".norm" in name or name.startswith("norm")
 
 
-def flux_transformer_chooser(*, dynamic: bool, modulation: bool) -> ModeChooser:
+def flux_transformer_chooser(
+    *, dynamic: bool, modulation: bool, down_projections: bool = True
+) -> ModeChooser:
     """Which FLUX transformer linears to convert: the blocks' projections and MLPs.
 
     `dynamic` picks fp8 compute for the big token-wise linears (else weight-only); `modulation`
-    also stores the per-image AdaLayerNorm projections in fp8 (weight-only, to save memory).
+    also stores the per-image AdaLayerNorm projections in fp8 (weight-only, to save memory);
+    `down_projections=False` leaves linears with in_features >= 4 x out_features in bf16 (the
+    MLP down-projections, where H100/H200 row-wise fp8 matmuls measured no faster than bf16).
     """
 
     def choose(name: str, linear: nn.Linear) -> Fp8Mode | None:
@@ -187,6 +191,8 @@ def flux_transformer_chooser(*, dynamic: bool, modulation: bool) -> ModeChooser:
             return None
         if _is_modulation(name):
             return "weight_only" if modulation else None
+        if not down_projections and linear.in_features >= 4 * linear.out_features:
+            return None
         return "dynamic" if dynamic else "weight_only"
 
     return choose
