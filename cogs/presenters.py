@@ -66,7 +66,7 @@ def load_stored(row: JobRow, images_root: Path) -> list[EncodedImage]:
     out = []
     for image in sorted(row.images, key=lambda i: i.index):
         data = (images_root / image.path).read_bytes()
-        out.append(EncodedImage(data, image.format, image.width, image.height, image.seed))
+        out.append(EncodedImage(data, image.seed, image.width, image.height, image.format))
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fluxbot import __version__
+from fluxbot.cli_commands import ModelUnavailable
 from fluxbot.config import ConfigError, Settings, load_settings
 from fluxbot.requests import ASPECT_PRESETS, SEED_MAX, RequestError
 
@@ -113,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ConfigError, RequestError) as exc:
         print(f"fluxbot: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModelUnavailable as exc:
+        print(f"fluxbot: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -6,11 +6,11 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from fluxbot.config import Settings
-from fluxbot.requests import AnimationSpec, GenerationRequest, RequestError
+from fluxbot.requests import AnimationSpec, GenerationRequest, GenerationResult, RequestError
 
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set. Create a bot at https://discord.com/developers/applications "
@@ -49,16 +49,24 @@ def pick_device(settings: Settings, override: str | None) -> str:
     return select_devices(settings.gpus, discover_devices())[0].torch_device
 
 
-def _runner(settings: Settings, device: str) -> Any:
-    from fluxbot.pipeline import FluxRunner
-
-    return FluxRunner.load(settings.model, device)
+class ModelUnavailable(Exception):
+    """The model could not be loaded; the message says what to download (exit code 1)."""
 
 
-def _progress_bar(total: int, desc: str) -> Any:
+def _generate_one(
+    args: argparse.Namespace, settings: Settings, request: GenerationRequest, desc: str
+) -> GenerationResult:
+    """Load the model on the chosen device and run one request with a progress bar."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
+    from fluxbot.pipeline import FluxRunner, ModelLoadError
+
+    try:
+        runner = FluxRunner.load(settings.model, pick_device(settings, args.device))
+    except ModelLoadError as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    with tqdm(total=request.steps, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
+        return runner.generate([request], on_step=lambda _p: bar.update(1))[0]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -78,20 +86,9 @@ def output_paths(out: Path, count: int) -> list[Path]:
 
 def generate(args: argparse.Namespace, settings: Settings) -> int:
     from fluxbot.images import encode_png
-    from fluxbot.pipeline import ModelLoadError
 
     request = build_request(args, settings)
-    device = pick_device(settings, args.device)
-    try:
-        runner = _runner(settings, device)
-    except ModelLoadError as exc:
-        print(f"fluxbot: error: {exc}", file=sys.stderr)
-        return 1
-    bar = _progress_bar(request.steps, "denoising")
-    try:
-        result = runner.generate([request], on_step=lambda p: bar.update(1))[0]
-    finally:
-        bar.close()
+    result = _generate_one(args, settings, request, "denoising")
     params = dict(request.to_params(), model=settings.model)
     for path, image, seed in zip(
         output_paths(args.out, request.count), result.images, result.seeds, strict=True
@@ -104,23 +101,12 @@ def generate(args: argparse.Namespace, settings: Settings) -> int:
 def animate(args: argparse.Namespace, settings: Settings) -> int:
     from fluxbot.animation import GifTooLarge, encode_gif
     from fluxbot.seeds import random_seed
-    from fluxbot.pipeline import ModelLoadError
 
     base = build_request(args, settings)
     seed_to = args.seed_to if args.seed_to is not None else random_seed()
     spec = AnimationSpec(frames=args.frames, seed_to=seed_to, prompt_to=args.prompt_to)
-    request = GenerationRequest(**{**_request_fields(base), "animation": spec})
-    device = pick_device(settings, args.device)
-    try:
-        runner = _runner(settings, device)
-    except ModelLoadError as exc:
-        print(f"fluxbot: error: {exc}", file=sys.stderr)
-        return 1
-    bar = _progress_bar(request.steps, f"{spec.frames} frames")
-    try:
-        result = runner.generate([request], on_step=lambda p: bar.update(1))[0]
-    finally:
-        bar.close()
+    request = replace(base, animation=spec)
+    result = _generate_one(args, settings, request, f"{spec.frames} frames")
     try:
         gif = encode_gif(result.images, args.max_bytes, fps=args.fps)
     except GifTooLarge as exc:
@@ -129,10 +115,6 @@ def animate(args: argparse.Namespace, settings: Settings) -> int:
     notes = f" ({', '.join(gif.notes)})" if gif.notes else ""
     print(f"{args.out}  seeds={request.seed}->{seed_to}  {gif.frames} frames{notes}")
     return 0
-
-
-def _request_fields(request: GenerationRequest) -> dict[str, Any]:
-    return {name: getattr(request, name) for name in GenerationRequest.__dataclass_fields__}
 
 
 def gpus(settings: Settings) -> int:

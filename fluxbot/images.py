@@ -22,16 +22,25 @@ JPEG_QUALITIES = (95, 90, 85, 80, 70, 60)
 MIN_UPLOAD_SIDE = 64
 
 
+FORMATS = ("png", "webp", "jpeg", "gif")
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedImage:
     """Bytes ready to store and upload, with what a user or the store needs to know."""
 
     data: bytes
-    format: str  # "png", "webp", "jpeg" or "gif"
+    seed: int
     width: int
     height: int
-    seed: int
+    format: str = "png"
     note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format {self.format!r}: one of {', '.join(FORMATS)}")
+        if not self.data:
+            raise ValueError("an image with no bytes")
 
     @property
     def sha256(self) -> str:
@@ -67,7 +76,7 @@ def encode_png(image: Image.Image, params: dict[str, Any], seed: int) -> Encoded
     info.add_text(FLUXBOT_KEY, json.dumps(own, sort_keys=True))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
-    return EncodedImage(buffer.getvalue(), "png", image.width, image.height, seed)
+    return EncodedImage(buffer.getvalue(), seed, image.width, image.height, "png")
 
 
 def read_parameters(data: bytes) -> dict[str, Any]:
@@ -115,7 +124,7 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 def _reencoded(original: EncodedImage, data: bytes, fmt: str, note: str) -> EncodedImage:
-    return EncodedImage(data, fmt, original.width, original.height, original.seed, note)
+    return EncodedImage(data, original.seed, original.width, original.height, fmt, note)
 
 
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
@@ -133,7 +142,7 @@ def encode_result(
 
         gif = encode_gif(result.images, gif_budget, fps=request.animation.fps)
         note = f"GIF: {', '.join(gif.notes)}" if gif.notes else None
-        return [EncodedImage(gif.data, "gif", gif.width, gif.height, request.seed, note)]
+        return [EncodedImage(gif.data, request.seed, gif.width, gif.height, "gif", note)]
     return [
         encode_png(image, params, seed)
         for image, seed in zip(result.images, result.seeds, strict=True)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from fluxbot.memory import LighterSettings
 from fluxbot.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.seeds import make_generators
 
@@ -50,15 +51,6 @@ class StepProgress:
 class PromptEmbeds:
     prompt_embeds: torch.Tensor
     pooled: torch.Tensor
-
-
-@dataclass(frozen=True, slots=True)
-class LighterOptions:
-    """How a retry after an out-of-memory error saves memory (see fluxbot.memory)."""
-
-    vae_tiling: bool = True
-    vae_slicing: bool = True
-    split_batch: bool = True
 
 
 StepCallback = Callable[[StepProgress], None]
@@ -233,7 +225,7 @@ class FluxRunner:
         *,
         on_step: StepCallback | None = None,
         cancel: threading.Event | None = None,
-        lighter: Any | None = None,
+        lighter: LighterSettings | None = None,
         want_preview: bool = False,
     ) -> list[GenerationResult]:
         """Run compatible requests (equal `batch_key()`) as one batch; one result per request.
@@ -247,7 +239,7 @@ class FluxRunner:
         keys = {r.batch_key() for r in requests}
         if len(keys) != 1:
             raise ValueError("generate() takes requests with the same batch_key() only")
-        if lighter is not None and getattr(lighter, "split_batch", False):
+        if lighter is not None and lighter.split_batch:
             total = sum(r.image_count for r in requests)
             if total > 1:
                 return self._generate_split(requests, on_step, cancel, lighter, want_preview)
@@ -258,7 +250,7 @@ class FluxRunner:
         requests: Sequence[GenerationRequest],
         on_step: StepCallback | None,
         cancel: threading.Event | None,
-        lighter: Any,
+        lighter: LighterSettings,
         want_preview: bool,
     ) -> list[GenerationResult]:
         """The OOM retry: every image alone, then reassembled per request."""
@@ -293,7 +285,7 @@ class FluxRunner:
         requests: Sequence[GenerationRequest],
         on_step: StepCallback | None,
         cancel: threading.Event | None,
-        lighter: Any | None,
+        lighter: LighterSettings | None,
         want_preview: bool,
     ) -> list[GenerationResult]:
         first = requests[0]
@@ -383,12 +375,12 @@ class FluxRunner:
         return callback
 
     def _decode(
-        self, packed: torch.Tensor, width: int, height: int, lighter: Any | None
+        self, packed: torch.Tensor, width: int, height: int, lighter: LighterSettings | None
     ) -> list[Image.Image]:
         pipe = self.pipe
         vae = pipe.vae
-        tiling = bool(lighter is not None and getattr(lighter, "vae_tiling", False))
-        slicing = bool(lighter is not None and getattr(lighter, "vae_slicing", False))
+        tiling = lighter is not None and lighter.vae_tiling
+        slicing = lighter is not None and lighter.vae_slicing
         if tiling:
             vae.enable_tiling()
         if slicing:

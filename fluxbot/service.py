@@ -17,7 +17,6 @@ from fluxbot.jobs import FinishedEvent, Job, JobEvent, JobOutcome, StartedEvent
 from fluxbot.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.scheduler import JobHandle, QueueFull, QueuePlace, Scheduler
 from fluxbot.store import Store
-from fluxbot.store.files import EncodedImage as StoredImage
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import Job as JobRow
 
@@ -31,19 +30,6 @@ class Submission:
     row: JobRow
     handle: JobHandle
     place: QueuePlace | None
-
-
-def _stored(files: list[object]) -> list[StoredImage]:
-    """The worker's encoded images in the store's own type."""
-    stored = []
-    for item in files:
-        if isinstance(item, StoredImage):
-            stored.append(item)
-        else:
-            data, fmt = item.data, item.format  # type: ignore[attr-defined]
-            seed, width, height = item.seed, item.width, item.height  # type: ignore[attr-defined]
-            stored.append(StoredImage(data=data, seed=seed, width=width, height=height, format=fmt))
-    return stored
 
 
 class JobService:
@@ -203,7 +189,7 @@ class JobService:
         match outcome.status:
             case JobStatus.DONE:
                 row = await jobs.require(row_id)
-                return await self.store.finish_job(row, _stored(outcome.files), timings=timings)
+                return await self.store.finish_job(row, outcome.files, timings=timings)
             case JobStatus.FAILED:
                 return await jobs.mark_failed(row_id, outcome.error or "failed", timings=timings)
             case JobStatus.CANCELLED:

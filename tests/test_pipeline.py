@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from fluxbot.memory import LighterSettings
 from fluxbot.pipeline import (
     FluxRunner,
     GenerationCancelled,
-    LighterOptions,
     ModelLoadError,
     StepProgress,
     load_flux_pipeline,
@@ -111,7 +111,7 @@ def test_batched_requests_get_their_own_results(tiny_runner: FluxRunner) -> None
 
 def test_out_of_memory_retry_splits_the_batch(tiny_runner: FluxRunner) -> None:
     batch = tiny_runner.generate([fox(count=3)])[0]
-    light = LighterOptions(vae_tiling=False, vae_slicing=True, split_batch=True)
+    light = LighterSettings(vae_tiling=False, vae_slicing=True, split_batch=True)
     split = tiny_runner.generate([fox(count=3)], lighter=light)[0]
     assert split.seeds == [42, 43, 44]
     assert split.notes and "one image at a time" in split.notes[0]

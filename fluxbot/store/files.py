@@ -16,32 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from fluxbot.images import FORMATS, EncodedImage
+
+__all__ = ["FORMATS", "EncodedImage", "ImageFiles"]
+
 IMAGES_SUBDIR = "images"
 TEMP_SUFFIX = ".tmp"
-FORMATS = ("png", "webp", "jpeg", "gif")
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedImage:
-    """One encoded image as the worker hands it to the store."""
-
-    data: bytes
-    seed: int
-    width: int
-    height: int
-    format: str = "png"
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format {self.format!r}: one of {', '.join(FORMATS)}")
-        if not self.data:
-            raise ValueError("an image with no bytes")
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-
 def _fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable (no-op where directories cannot be opened)."""
     try:
