@@ -36,7 +36,9 @@ def gpu_embed(status: GpuStatus | None, worker: WorkerStatus) -> discord.Embed:
         embed.add_field(name="Vendor", value=str(status.vendor))
         embed.add_field(name="Utilisation", value=_fmt(status.utilization, " %"))
         used, total = status.memory_used, status.memory_total
-        memory = "n/a" if used is None or total is None else f"{used / GIB:.1f} / {total / GIB:.1f} GiB"
+        memory = (
+            "n/a" if used is None or total is None else f"{used / GIB:.1f} / {total / GIB:.1f} GiB"
+        )
         embed.add_field(name="VRAM", value=memory)
         embed.add_field(name="Temperature", value=_fmt(status.temperature_c, " °C"))
         power = _fmt(status.power_w, " W")
@@ -46,7 +48,9 @@ def gpu_embed(status: GpuStatus | None, worker: WorkerStatus) -> discord.Embed:
         if status.profile:
             embed.add_field(name="Memory profile", value=str(status.profile))
     embed.add_field(name="State", value=str(worker.state))
-    embed.add_field(name="Current job", value=f"`{worker.current_job_id}`" if worker.current_job_id else "none")
+    embed.add_field(
+        name="Current job", value=f"`{worker.current_job_id}`" if worker.current_job_id else "none"
+    )
     embed.add_field(name="Queue depth", value=str(worker.queue_depth))
     embed.add_field(name="Images done", value=str(worker.images_done))
     embed.add_field(name="Mean s/image", value=_fmt(worker.mean_s_per_image, " s", 2))
@@ -61,7 +65,8 @@ class Admin(commands.Cog):
         if not self.bot.nvml.available:
             self.bot.nvml.start()
         return {
-            info.torch_device: device_status(info, self.bot.nvml) for info in self.bot.engine.devices
+            info.torch_device: device_status(info, self.bot.nvml)
+            for info in self.bot.engine.devices
         }
 
     @app_commands.command(name="gpu", description="Admins: devices, memory, load and queue")

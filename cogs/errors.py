@@ -55,7 +55,9 @@ ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = 
 
 
 def _unwrap(error: BaseException) -> BaseException:
-    while isinstance(error, (app_commands.CommandInvokeError, discord.app_commands.TransformerError)):
+    while isinstance(
+        error, (app_commands.CommandInvokeError, discord.app_commands.TransformerError)
+    ):
         inner = error.__cause__ or getattr(error, "original", None)
         if inner is None:
             break
@@ -79,7 +81,10 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
     message, _ = user_message(error)
     try:
         if interaction.response.is_done():
-            if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            if (
+                interaction.response.type
+                is discord.InteractionResponseType.deferred_channel_message
+            ):
                 # A public "thinking…" placeholder must not outlive the failed command.
                 await interaction.delete_original_response()
             await interaction.followup.send(message, ephemeral=True)

@@ -26,7 +26,9 @@ PER_PAGE = 8
 PROFILE_CHOICES = [
     app_commands.Choice(name="random: a new seed each time", value="random"),
     app_commands.Choice(name="fixed: always the same seed (give a value)", value="fixed"),
-    app_commands.Choice(name="increment: each job continues from your last seed", value="increment"),
+    app_commands.Choice(
+        name="increment: each job continues from your last seed", value="increment"
+    ),
 ]
 ASPECT_CHOICES = [app_commands.Choice(name=name, value=name) for name in ASPECT_PRESETS]
 
@@ -167,7 +169,9 @@ class History(commands.Cog):
         await interaction.response.defer(thinking=True)
         images = presenters.load_stored(row, self.bot.store.data_dir)
         files, notes = presenters.upload_files(row, images, interaction.filesize_limit)
-        device_s = sum((row.timings or {}).get(k, 0.0) for k in ("text_encode", "denoise", "decode"))
+        device_s = sum(
+            (row.timings or {}).get(k, 0.0) for k in ("text_encode", "denoise", "decode")
+        )
         embed = presenters.result_embed(row, images, device_s, notes)
         message = await interaction.followup.send(
             embed=embed, files=files, view=result_view(row), wait=True
@@ -203,7 +207,9 @@ class History(commands.Cog):
 
     @app_commands.command(name="settings", description="Your defaults for new images")
     @app_commands.describe(
-        aspect="Default aspect ratio", steps="Default steps (1 to 8)", private="Results only you see"
+        aspect="Default aspect ratio",
+        steps="Default steps (1 to 8)",
+        private="Results only you see",
     )
     @app_commands.choices(aspect=ASPECT_CHOICES)
     async def settings(
@@ -232,7 +238,9 @@ class History(commands.Cog):
         view = discord.ui.View(timeout=None)
         view.add_item(ForgetMeButton(interaction.user.id))
         await interaction.response.send_message(
-            "This deletes all your jobs, images and seeds for good. Sure?", view=view, ephemeral=True
+            "This deletes all your jobs, images and seeds for good. Sure?",
+            view=view,
+            ephemeral=True,
         )
 
 

@@ -192,7 +192,13 @@ class Imagine(commands.Cog):
         permissions = payload.member.guild_permissions if payload.member else None
         channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
         try:
-            await self.act(action, row, payload.user_id, permissions, channel.get_partial_message(payload.message_id))
+            await self.act(
+                action,
+                row,
+                payload.user_id,
+                permissions,
+                channel.get_partial_message(payload.message_id),
+            )
         except (UserError, app_commands.AppCommandError, ValueError) as exc:
             log.info("reaction %s on job %s refused: %s", action, row.public_id, exc)
         except Exception:
@@ -241,9 +247,9 @@ class Imagine(commands.Cog):
     ) -> str:
         if user_id != row.user_id and not is_admin_id(self.bot, user_id, permissions):
             raise NotAllowed("Only the person who asked for this image (or an admin) can do that.")
-        if JobStatus(row.status) in (JobStatus.QUEUED, JobStatus.RUNNING):
-            if await self.bot.service.cancel(row.public_id):
-                return f"Cancelled job `{row.public_id}`."
+        active = JobStatus(row.status) in (JobStatus.QUEUED, JobStatus.RUNNING)
+        if active and await self.bot.service.cancel(row.public_id):
+            return f"Cancelled job `{row.public_id}`."
         if row.result_message_id and message is not None and message.id == row.result_message_id:
             try:
                 await message.delete()

@@ -26,7 +26,10 @@ def _short(text: str, limit: int) -> str:
 
 def queued_text(public_id: str, position: int, eta_s: float) -> str:
     eta_at = int(time.time() + eta_s)
-    return f"⏳ Queued `{public_id}`: position **{position}**, ready <t:{eta_at}:R> (about {eta_s:.0f} s)"
+    return (
+        f"⏳ Queued `{public_id}`: position **{position}**, "
+        f"ready <t:{eta_at}:R> (about {eta_s:.0f} s)"
+    )
 
 
 def status_text(public_id: str, event: PositionEvent | StartedEvent | ProgressEvent) -> str:

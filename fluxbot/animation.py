@@ -52,7 +52,7 @@ def _quantise(frames: Sequence[Image.Image], colours: int, scale: float) -> list
 
 def _encode(arrays: list[np.ndarray], fps: float) -> bytes:
     buffer = io.BytesIO()
-    duration_ms = int(round(1000 / fps))
+    duration_ms = round(1000 / fps)
     iio.imwrite(buffer, arrays, extension=".gif", duration=duration_ms, loop=0)
     return buffer.getvalue()
 

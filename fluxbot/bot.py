@@ -7,6 +7,7 @@ The bot is the one module under fluxbot/ that imports discord: it wires the Disc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -147,10 +148,8 @@ async def _main(settings: Settings, token: str) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
     runner = asyncio.create_task(bot.start(token))
     stopper = asyncio.create_task(stop.wait())
     try:

@@ -36,7 +36,7 @@ class ModelLoadError(Exception):
     """The model could not be loaded; the message says what to download and where to put it."""
 
 
-class GenerationCancelled(Exception):  # noqa: N818 - it is an outcome, not a failure
+class GenerationCancelled(Exception):
     """The job's cancel event was set; the pipeline stopped at the next step."""
 
 

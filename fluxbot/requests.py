@@ -38,7 +38,7 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
 
 
 def _round16(value: float) -> int:
-    return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    return max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
 
 
 def aspect_size(aspect: str, megapixels: float = 1.0) -> tuple[int, int]:

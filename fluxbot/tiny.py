@@ -19,10 +19,44 @@ _T5_CHARS = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     ".,!?'\"-:;()[]{}/&%$#@*+=<>_~^|\\"
 )
-_T5_WORDS = (
-    "the a an of and in on with at to for from by is are red blue green fox cat dog tree sky "
-    "sun moon city forest river mountain portrait photo painting light dark night day"
-).split()
+_T5_WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "and",
+    "in",
+    "on",
+    "with",
+    "at",
+    "to",
+    "for",
+    "from",
+    "by",
+    "is",
+    "are",
+    "red",
+    "blue",
+    "green",
+    "fox",
+    "cat",
+    "dog",
+    "tree",
+    "sky",
+    "sun",
+    "moon",
+    "city",
+    "forest",
+    "river",
+    "mountain",
+    "portrait",
+    "photo",
+    "painting",
+    "light",
+    "dark",
+    "night",
+    "day",
+]
 
 
 def _byte_level_alphabet() -> list[str]:

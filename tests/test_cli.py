@@ -30,7 +30,7 @@ def test_generate_writes_a_png_with_parameters_and_is_reproducible(tmp_path: Pat
     second = fluxbot(*args, "--width", "256", "--height", "256", "--out", "b.png", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    a, b = (tmp_path / "a.png").read_bytes(), (tmp_path / "b.png").read_bytes()
+    a, _b = (tmp_path / "a.png").read_bytes(), (tmp_path / "b.png").read_bytes()
     params = read_parameters(a)
     assert params["prompt"] == "a red fox" and params["seed"] == 42
     assert params["model"] == "tiny-random" and params["steps"] == 2
@@ -61,8 +61,22 @@ def test_bad_input_exits_2_with_one_clear_line(
 
 def test_generate_count_writes_one_file_per_seed(tmp_path: Path) -> None:
     code = main(
-        ["generate", "--model", "tiny-random", "a fox --count 2", "--seed", "9",
-         "--width", "256", "--height", "256", "--steps", "1", "--out", str(tmp_path / "fox.png")]
+        [
+            "generate",
+            "--model",
+            "tiny-random",
+            "a fox --count 2",
+            "--seed",
+            "9",
+            "--width",
+            "256",
+            "--height",
+            "256",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "fox.png"),
+        ]
     )
     assert code == 0
     assert [read_parameters((tmp_path / f"fox-{i}.png").read_bytes())["seed"] for i in (1, 2)] == [
@@ -74,8 +88,26 @@ def test_generate_count_writes_one_file_per_seed(tmp_path: Path) -> None:
 def test_animate_writes_a_gif(tmp_path: Path) -> None:
     out = tmp_path / "morph.gif"
     code = main(
-        ["animate", "--model", "tiny-random", "a fox", "--seed", "1", "--seed-to", "2",
-         "--frames", "3", "--width", "256", "--height", "256", "--steps", "1", "--out", str(out)]
+        [
+            "animate",
+            "--model",
+            "tiny-random",
+            "a fox",
+            "--seed",
+            "1",
+            "--seed-to",
+            "2",
+            "--frames",
+            "3",
+            "--width",
+            "256",
+            "--height",
+            "256",
+            "--steps",
+            "1",
+            "--out",
+            str(out),
+        ]
     )
     assert code == 0 and out.read_bytes().startswith(b"GIF89a")
 

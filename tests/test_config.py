@@ -52,7 +52,11 @@ def test_a_wrong_value_is_one_clear_line(
 
 def test_env_example_lists_every_setting() -> None:
     text = (REPO / ".env.example").read_text()
-    names = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    names = {
+        line.split("=", 1)[0]
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     expected = {"DISCORD_TOKEN"} | {
         f"FLUXBOT_{field.upper()}" for field in Settings.model_fields if field != "discord_token"
     }

@@ -8,11 +8,9 @@ after the rename, before the commit) and temporary files are swept at start.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 

@@ -85,7 +85,9 @@ async def test_animate_posts_a_gif(harness: BotHarness) -> None:
     server = harness.server
     before = len(_results(server))
     await server.slash(
-        server.alice, "animate", {"prompt": "a morphing cloud", "frames": 3, "seed": 1, "seed_to": 2}
+        server.alice,
+        "animate",
+        {"prompt": "a morphing cloud", "frames": 3, "seed": 1, "seed_to": 2},
     )
     await wait_for(lambda: len(_results(server)) > before, within_s=90, what="the GIF")
     gif = _results(server)[-1].attachments[0]

@@ -73,8 +73,6 @@ async def test_jobs_left_queued_are_posted_after_a_restart(harness: BotHarness) 
     await harness.stop()
     assert not _results(server)
     await harness.start()
-    result = await server.wait_for_message(
-        lambda m: bool(m.attachments and m.embeds), within_s=60
-    )
+    result = await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=60)
     assert read_parameters(result.attachments[0].data)["seed"] == 5
     assert f"<@{server.alice.id}>" in result.content
