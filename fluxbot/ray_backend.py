@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,7 @@ RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
 RAY_NAMESPACE = "fluxbot"
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
+PROBE_TIMEOUT_S = 5.0
 
 
 class RayBackendError(ConfigError):
@@ -184,14 +186,17 @@ class ReplicaActor:
         events: asyncio.Queue[ProgressEvent | None] = asyncio.Queue()
         task = asyncio.create_task(worker.run(batch, events.put_nowait))  # type: ignore[arg-type]
         task.add_done_callback(lambda _: events.put_nowait(None))
+        outcomes: list[JobOutcome] | None = None
         try:
             while (event := await events.get()) is not None:
                 yield event
             outcomes = await task
-        except asyncio.CancelledError:  # ray.cancel on the stream: interrupt the pipeline too
-            for job in batch:
-                worker.cancel(job.job_id)
-            raise
+        finally:
+            # ray.cancel on the stream (CancelledError at an await, GeneratorExit at a yield):
+            # interrupt the pipeline too, so the device is free for the next batch.
+            if outcomes is None:
+                for job in batch:
+                    worker.cancel(job.job_id)
         for outcome in outcomes:
             if outcome.status is JobStatus.DONE:
                 self._encoding[outcome.job_id] = asyncio.create_task(worker.finish(outcome))
@@ -264,7 +269,7 @@ class RayWorker(Worker):
         self.device = device
         self.actor = actor
         self.info: ReplicaInfo | None = None
-        self._spawn = spawn
+        self.spawn = spawn
         self._owns_actor = owns_actor
         self._speed = speed or SpeedModel()
         self._state = WorkerState.LOADING
@@ -293,7 +298,7 @@ class RayWorker(Worker):
         pause = RETRY_MIN_S
         while self._state is not WorkerState.CLOSED:
             if self.actor is None:
-                self.actor = self._spawn()
+                self.actor = self.spawn()
             try:
                 info: ReplicaInfo = await self.actor.ready.remote()
                 break
@@ -390,7 +395,7 @@ class RayWorker(Worker):
             self._current = None
             self._lost(exc)
             raise WorkerUnavailable(
-                f"the Ray worker {self.device} was lost ({describe_error(exc)})"
+                f"the Ray worker {self.device} stopped ({type(exc).__name__})"
             ) from exc
         except asyncio.CancelledError:
             ray.cancel(stream)
@@ -438,12 +443,11 @@ class RayWorker(Worker):
         try:
             encoded: JobOutcome | None = await self.actor.finish.remote(outcome.job_id)
         except ray.exceptions.RayActorError as exc:
-            encoded, lost = None, describe_error(exc)
-        else:
-            lost = "it restarted"
+            log.warning("lost the images of job %s on %s: %s", outcome.job_id, self.device, exc)
+            encoded = None
         if encoded is None:
             raise WorkerUnavailable(
-                f"the Ray worker {self.device} was lost before sending the images ({lost})"
+                f"the Ray worker {self.device} stopped before sending the images"
             )
         outcome.files = encoded.files
         outcome.status = encoded.status
@@ -526,9 +530,7 @@ def plan_replicas(nodes: Sequence[dict[str, Any]]) -> list[ReplicaSlot]:
         node_id = str(node["NodeID"])
         host = ip if ip not in seen_ips else f"{ip}~{node_id[:6]}"
         seen_ips.add(ip)
-        per_node.append(
-            [ReplicaSlot(node_id, ip, k, f"ray:{host}/gpu{k}") for k in range(gpus)]
-        )
+        per_node.append([ReplicaSlot(node_id, ip, k, f"ray:{host}/gpu{k}") for k in range(gpus)])
     longest = max((len(slots) for slots in per_node), default=0)
     return [slots[k] for k in range(longest) for slots in per_node if k < len(slots)]
 
@@ -545,11 +547,29 @@ def import_ray() -> Any:
     return ray
 
 
+def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Fail fast on an explicit 'HOST:PORT' or 'ray://HOST:PORT' nobody answers on: `ray.init`
+    itself retries an unreachable address for minutes. ('auto' is found locally.)"""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise RayBackendError(
+            f"cannot reach the Ray cluster at FLUXBOT_RAY_ADDRESS={address!r} "
+            f"({describe_error(exc)}); is the head up (`ray start --head`), and the port open?"
+        ) from None
+
+
 def connect(address: str) -> None:
     """Join the cluster at `address` ('auto', 'HOST:6379' or 'ray://HOST:10001'), once."""
     ray = import_ray()
     if ray.is_initialized():
         return
+    probe(address)
     try:
         ray.init(address=address, namespace=RAY_NAMESPACE, log_to_driver=True)
     except Exception as exc:

@@ -335,6 +335,8 @@ class Scheduler:
         interrupted and handed back too (waiting at most `stop_wait_s` more). Handed-back jobs
         end with a `QUEUED` outcome; handed-back running ones come back with `priority_front`.
         """
+        if self._closing:
+            return []  # already shut down (or shutting down): the first call reports the jobs
         self._closing = True
         self._wake()
         left = self._queue.drain()

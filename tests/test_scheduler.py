@@ -410,6 +410,7 @@ async def test_shutdown_hands_back_the_running_and_queued_jobs(
     assert all(h.outcome.status is JobStatus.QUEUED for h in handles)  # type: ignore[union-attr]
     with pytest.raises(SchedulerClosed):
         scheduler.submit(job("late"))
+    assert await scheduler.shutdown() == [], "reported once"
 
 
 async def test_shutdown_lets_the_running_job_finish_within_the_grace(

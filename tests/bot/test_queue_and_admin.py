@@ -24,7 +24,8 @@ async def test_two_users_are_served_fairly(harness: BotHarness) -> None:
     alice_jobs = [await _queued(server, server.alice, f"alice {i}") for i in range(3)]
     bob_job = await _queued(server, server.bob, "bob 0")
     assert "position **2**" in bob_job.original.content
-    assert "position **3**" in alice_jobs[2].original.content
+    # Bob's turn comes before Alice's later jobs: her third moves from 3 to 4 (edited live).
+    await wait_for(lambda: "position **4**" in alice_jobs[2].original.content, within_s=10)
     bot.engine.scheduler.resume()
     await wait_for(lambda: len(_results(server)) == 4, within_s=90, what="four results")
     order = [read_parameters(m.attachments[0].data)["prompt"] for m in _results(server)]
