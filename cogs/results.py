@@ -177,11 +177,21 @@ class ResultPoster:
         elif row.kind is JobKind.VARIATION:
             mention += " 🎲 new seed"
         content = f"{mention} {text}".strip()
-        try:
-            if interaction is not None and _fresh(interaction) and reply_to is None:
+        if interaction is not None and _fresh(interaction) and reply_to is None:
+            try:
                 return await interaction.followup.send(  # type: ignore[call-overload]
                     content=content, wait=True, ephemeral=private, **kwargs
                 )
+            except discord.HTTPException as exc:
+                # An expired or revoked token: the bot token still reaches the channel.
+                log.info(
+                    "followup for job %s failed (%s); posting with the bot token",
+                    row.public_id,
+                    exc.status,
+                )
+                for file in kwargs.get("files", ()):  # type: ignore[attr-defined]
+                    file.reset()
+        try:
             if private or row.channel_id is None:
                 user = self.bot.get_user(row.user_id) or await self.bot.fetch_user(row.user_id)
                 return await user.send(content=text or None, **kwargs)  # type: ignore[arg-type]

@@ -22,11 +22,14 @@ from fluxbot.config import Settings
 from fluxbot.engine import Engine, build_engine
 from fluxbot.gpu import NvmlMonitor
 from fluxbot.store import Store
+from fluxbot.store.models import Job as JobRow
+from fluxbot.store.retention import RetentionPolicy
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.errors", "cogs.imagine", "cogs.history", "cogs.admin")
 COMMANDS_HASH_FILE = "commands.sha256"
+RETENTION_INTERVAL_S = 3600.0
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -73,7 +76,8 @@ class FluxBot(commands.Bot):
         self.engine = engine
         self.live = LiveJobs()
         self.nvml = NvmlMonitor()
-        self.recovered_failures: list[object] = []
+        self.recovered_failures: list[JobRow] = []
+        self._background: list[asyncio.Task[None]] = []
         self._closing_started = False
 
     @property
@@ -88,6 +92,37 @@ class FluxBot(commands.Bot):
                 log.exception("could not load %s", extension)
         self.recovered_failures = await self.service.start(self.settings.recover_jobs)
         await self.sync_commands(force=False)
+        retention = RetentionPolicy.from_settings(self.settings)
+        if retention.enabled:
+            self._background.append(asyncio.create_task(self._prune_forever(retention)))
+
+    async def _prune_forever(self, policy: RetentionPolicy) -> None:
+        """Apply the retention setting at start, then every hour."""
+        while True:
+            try:
+                removal = await self.store.prune(policy)
+                if removal.jobs:
+                    log.info(
+                        "retention: removed %d job(s), %d image(s)", removal.jobs, removal.images
+                    )
+            except Exception:
+                log.exception("retention pruning failed")
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
+    async def _notify_recovery_failures(self) -> None:
+        """Tell users whose jobs a crash interrupted and that could not be resumed."""
+        failed, self.recovered_failures = self.recovered_failures, []
+        for row in failed:
+            if row.channel_id is None:
+                continue
+            channel = self.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+            try:
+                await channel.send(
+                    f"<@{row.user_id}> ⚠️ job `{row.public_id}` was interrupted by a restart "
+                    f"and could not be resumed: {row.error or 'unknown error'}. Try /imagine again."
+                )
+            except discord.HTTPException:
+                log.warning("could not tell user %s about job %s", row.user_id, row.public_id)
 
     def _commands_hash(self) -> str:
         payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
@@ -115,6 +150,8 @@ class FluxBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected as %s (%s) to %d guild(s)", self.user, self.user.id, len(self.guilds))
+        if self.recovered_failures:
+            await self._notify_recovery_failures()
 
     async def close(self) -> None:
         """Stop taking jobs, let running ones finish or hand them back, then disconnect."""
@@ -128,7 +165,7 @@ class FluxBot(commands.Bot):
                 log.info("%d job(s) stay queued for the next start", handed_back)
         except Exception:
             log.exception("error while draining the queue")
-        for task in list(self.live.trackers.values()):
+        for task in [*self.live.trackers.values(), *self._background]:
             task.cancel()
         await super().close()
         self.nvml.close()

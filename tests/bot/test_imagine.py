@@ -149,3 +149,37 @@ async def test_oversized_upload_is_reencoded(harness: BotHarness) -> None:
     assert len(attachment.data) <= 2_000_000
     assert attachment.filename.endswith((".webp", ".jpg"))
     assert "re-encoded" in result.embeds[0]["description"]
+
+
+async def test_a_result_after_the_token_expired_goes_to_the_channel(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    bot.engine.scheduler.pause()
+    record = await server.slash(server.alice, "imagine", {"prompt": "a slow fox", "steps": 1})
+    await wait_for(lambda: record.original and "position" in record.original.content)
+    record.expire()  # as if 15 minutes had passed
+    bot.engine.scheduler.resume()
+    result = await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=60)
+    assert result.interaction_id is None and result.webhook_id is None
+    assert f"<@{server.alice.id}>" in result.content
+
+
+async def test_the_policy_is_stricter_outside_nsfw_channels(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    refused = await server.slash(server.alice, "imagine", {"prompt": "a nude portrait"})
+    await wait_for(lambda: refused.messages, what="the refusal")
+    assert refused.ephemeral and "🚫" in refused.messages[-1].content
+    allowed = await server.slash(
+        server.alice,
+        "imagine",
+        {"prompt": "a nude portrait", "steps": 1},
+        channel=server.nsfw_channel,
+    )
+    await wait_for(lambda: allowed.original and "`" in allowed.original.content)
+    never = await server.slash(
+        server.alice, "imagine", {"prompt": "a nude child"}, channel=server.nsfw_channel
+    )
+    await wait_for(lambda: never.messages, what="the refusal")
+    assert "🚫" in never.messages[-1].content
+    assert (await bot.store.jobs.for_user(server.alice.id)).total == 1

@@ -77,3 +77,15 @@ async def test_jobs_left_queued_are_posted_after_a_restart(harness: BotHarness) 
     result = await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=60)
     assert read_parameters(result.attachments[0].data)["seed"] == 5
     assert f"<@{server.alice.id}>" in result.content
+
+
+async def test_with_recover_fail_users_are_told_after_a_restart(harness: BotHarness) -> None:
+    bot = await harness.start()
+    server = harness.server
+    bot.engine.scheduler.pause()
+    record = await server.slash(server.bob, "imagine", {"prompt": "lost", "steps": 1})
+    await wait_for(lambda: record.original and "position" in record.original.content)
+    await harness.stop()
+    await harness.start(recover_jobs="fail")
+    notice = await server.wait_for_message(lambda m: "interrupted" in m.content, within_s=30)
+    assert f"<@{server.bob.id}>" in notice.content and not _results(server)
