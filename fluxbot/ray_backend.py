@@ -548,10 +548,9 @@ def import_ray() -> Any:
 
 
 def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Fail fast on an explicit 'HOST:PORT' or 'ray://HOST:PORT' nobody answers on: `ray.init`
-    itself retries an unreachable address for minutes. ('auto' is found locally.)"""
-    target = address.removeprefix("ray://")
-    host, sep, port = target.rpartition(":")
+    """Fail fast on an explicit 'HOST:PORT' nobody answers on: `ray.init` itself retries an
+    unreachable address for minutes. ('auto' finds the cluster this host belongs to.)"""
+    host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         return
     try:
@@ -565,10 +564,20 @@ def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
 
 
 def connect(address: str) -> None:
-    """Join the cluster at `address` ('auto', 'HOST:6379' or 'ray://HOST:10001'), once."""
+    """Join the cluster at `address` ('auto', or 'HEAD:6379' when this host is a node), once.
+
+    The bot's host must be a node of the cluster (the head, ideally): Ray Client (`ray://`)
+    does not support the streaming generators that carry progress back.
+    """
     ray = import_ray()
     if ray.is_initialized():
         return
+    if address.startswith("ray://"):
+        raise RayBackendError(
+            f"FLUXBOT_RAY_ADDRESS={address!r} is not supported: Ray Client (ray://) cannot carry "
+            "the streamed progress fluxbot uses; run the bot on the head node (address 'auto') "
+            "or join its host to the cluster (`ray start --address=HEAD:6379`)"
+        )
     probe(address)
     try:
         ray.init(address=address, namespace=RAY_NAMESPACE, log_to_driver=True)

@@ -148,14 +148,21 @@ def test_a_cluster_without_gpus_is_refused_with_one_line(
         build_ray_workers(load_settings(backend="ray"))
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
 def test_an_unreachable_cluster_is_refused_at_once_with_one_line(
-    address: str, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     with pytest.raises(RayBackendError, match="cannot reach the Ray cluster") as caught:
-        connect(address)
-    assert address in str(caught.value) and "\n" not in str(caught.value)
+        connect("127.0.0.1:1")
+    assert "'127.0.0.1:1'" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ray_client_addresses_are_refused_as_they_cannot_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(RayBackendError, match=r"Ray Client \(ray://\) cannot carry"):
+        connect("ray://head:10001")
 
 
 # -- on the local Ray instance ---------------------------------------------------------------
