@@ -384,27 +384,31 @@ class Scheduler:
         if job.job_id in self._handles:
             raise ValueError(f"job {job.job_id} is already queued or running")
         if not job.priority_front:
-            user_waiting = self._queue.count_for(job.user_id)
-            if user_waiting >= self.user_queue_cap:
-                raise QueueFull(
-                    scope="user",
-                    cap=self.user_queue_cap,
-                    waiting=len(self._queue),
-                    user_waiting=user_waiting,
-                )
-            if len(self._queue) >= self.global_queue_cap:
-                raise QueueFull(
-                    scope="global",
-                    cap=self.global_queue_cap,
-                    waiting=len(self._queue),
-                    user_waiting=user_waiting,
-                )
+            self.check_capacity(job.user_id)
         handle = JobHandle(job)
         self._handles[job.job_id] = handle
         self._queue.push(job)
         self._refresh_places()
         self._wake()
         return handle
+
+    def check_capacity(self, user_id: int) -> None:
+        """Raise `QueueFull` if a new job of `user_id` would go over a cap (nothing changes)."""
+        user_waiting = self._queue.count_for(user_id)
+        if user_waiting >= self.user_queue_cap:
+            raise QueueFull(
+                scope="user",
+                cap=self.user_queue_cap,
+                waiting=len(self._queue),
+                user_waiting=user_waiting,
+            )
+        if len(self._queue) >= self.global_queue_cap:
+            raise QueueFull(
+                scope="global",
+                cap=self.global_queue_cap,
+                waiting=len(self._queue),
+                user_waiting=user_waiting,
+            )
 
     def handle(self, job_id: str) -> JobHandle | None:
         """The handle of a queued or running job."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fluxbot.config import RecoverPolicy
 from fluxbot.jobs import FinishedEvent, Job, JobEvent, JobOutcome, StartedEvent
 from fluxbot.requests import GenerationRequest, JobKind, JobStatus
-from fluxbot.scheduler import JobHandle, QueueFull, QueuePlace, Scheduler
+from fluxbot.scheduler import JobHandle, QueuePlace, Scheduler
 from fluxbot.store import Store
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import Job as JobRow
@@ -71,7 +71,7 @@ class JobService:
         want_preview: bool = False,
     ) -> Submission:
         """Store the job, then queue it; over a cap the row is removed and QueueFull raised."""
-        self._check_caps(user_id)
+        self.scheduler.check_capacity(user_id)  # refuse before writing anything
         row = await self.store.jobs.create(
             user_id, request, kind=kind, origin=origin, parent_id=parent_id
         )
@@ -81,25 +81,6 @@ class JobService:
             await self.store.delete_jobs([row.id])
             raise
         return Submission(row, handle, self.scheduler.place(row.public_id))
-
-    def _check_caps(self, user_id: int) -> None:
-        """Refuse before writing anything when the scheduler would refuse."""
-        status = self.scheduler.status()
-        waiting = sum(1 for entry in status.queue if entry.user_id == user_id and entry.position)
-        if waiting >= self.scheduler.user_queue_cap:
-            raise QueueFull(
-                scope="user",
-                cap=self.scheduler.user_queue_cap,
-                waiting=status.queued,
-                user_waiting=waiting,
-            )
-        if status.queued >= self.scheduler.global_queue_cap:
-            raise QueueFull(
-                scope="global",
-                cap=self.scheduler.global_queue_cap,
-                waiting=status.queued,
-                user_waiting=waiting,
-            )
 
     def _enqueue(
         self,
