@@ -1,0 +1,60 @@
+"""`fluxbot run` as a user starts it: a subprocess against the fake Discord, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from fluxbot.images import read_parameters
+from tests.fake_discord.server import FakeDiscord
+
+
+async def test_fluxbot_run_serves_and_stops_cleanly_on_sigterm(
+    discord_server: FakeDiscord, tmp_path: Path
+) -> None:
+    server = discord_server
+    env = dict(os.environ)
+    env.update(
+        DISCORD_TOKEN=server.token,
+        FLUXBOT_MODEL="tiny-random",
+        FLUXBOT_GPUS="cpu",
+        FLUXBOT_DATA_DIR=str(tmp_path / "data"),
+        FLUXBOT_DISCORD_API_BASE=server.api_base,
+        FLUXBOT_DISCORD_GATEWAY_URL=server.gateway_url,
+        FLUXBOT_MIN_SIZE="64",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fluxbot",
+        "run",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await server.wait_ready(within_s=90)
+        await server.wait_for_commands("imagine", "gpu", "history", within_s=30)
+        await server.slash(
+            server.alice, "imagine", {"prompt": "a subprocess fox", "seed": 11, "steps": 1}
+        )
+        result = await server.wait_for_message(
+            lambda m: bool(m.attachments and m.embeds), within_s=90
+        )
+        assert read_parameters(result.attachments[0].data)["seed"] == 11
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = output.decode()
+    assert process.returncode == 0, log[-3000:]
+    assert "draining the queue" in log and "Traceback" not in log
+    assert (tmp_path / "data" / "fluxbot.db").exists()
+    assert (tmp_path / "data" / "logs" / "fluxbot.log").read_text().count("done on cpu") == 1
+    assert server.token not in (tmp_path / "data" / "logs" / "fluxbot.log").read_text()
