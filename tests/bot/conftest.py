@@ -90,3 +90,15 @@ async def wait_for(check: Callable[[], Any], within_s: float = 30.0, what: str =
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.05)
+
+
+def results(server: FakeDiscord) -> list[Any]:
+    """Posted results (messages with images and an embed), oldest first."""
+    return [m for m in server.messages() if m.attachments and m.embeds]
+
+
+async def imagine_queued(server: FakeDiscord, user: Any, prompt: str, **options: Any) -> Any:
+    """Run /imagine and wait until the bot says the job is queued (commands run concurrently)."""
+    record = await server.slash(user, "imagine", {"prompt": prompt, "steps": 1, **options})
+    await wait_for(lambda: record.original and "position" in record.original.content)
+    return record

@@ -7,11 +7,7 @@ import io
 from PIL import Image
 
 from fluxbot.images import read_parameters
-from tests.bot.conftest import BotHarness, wait_for
-
-
-def _results(server):  # type: ignore[no-untyped-def]
-    return [m for m in server.messages() if m.attachments and m.embeds]
+from tests.bot.conftest import BotHarness, results, wait_for
 
 
 async def _answer(server, user, name, options=None, **kw):  # type: ignore[no-untyped-def]
@@ -21,10 +17,10 @@ async def _answer(server, user, name, options=None, **kw):  # type: ignore[no-un
 
 
 async def _imagine(server, user, **options):  # type: ignore[no-untyped-def]
-    count = len(_results(server))
+    count = len(results(server))
     await server.slash(user, "imagine", {"steps": 1, **options})
-    await wait_for(lambda: len(_results(server)) > count, within_s=60, what="a result")
-    return _results(server)[-1]
+    await wait_for(lambda: len(results(server)) > count, within_s=60, what="a result")
+    return results(server)[-1]
 
 
 async def test_seed_profile_fixed_then_history_and_show(harness: BotHarness) -> None:
@@ -46,10 +42,10 @@ async def test_seed_profile_fixed_then_history_and_show(harness: BotHarness) -> 
     refused = await _answer(server, server.bob, "history", {"user": server.alice.id})
     assert "admins" in refused.messages[-1].content
     job_id = first.embeds[0]["fields"][-1]["value"].strip("`")
-    before = len(_results(server))
+    before = len(results(server))
     await server.slash(server.bob, "show", {"job_id": job_id})
-    await wait_for(lambda: len(_results(server)) > before, what="the re-posted result")
-    assert _results(server)[-1].attachments[0].data == first.attachments[0].data
+    await wait_for(lambda: len(results(server)) > before, what="the re-posted result")
+    assert results(server)[-1].attachments[0].data == first.attachments[0].data
     seeds = await _answer(server, server.alice, "seed")
     assert "1234" in seeds.messages[-1].content
 
@@ -83,13 +79,13 @@ async def test_forget_me_deletes_everything_after_confirmation(harness: BotHarne
 async def test_animate_posts_a_gif(harness: BotHarness) -> None:
     await harness.start()
     server = harness.server
-    before = len(_results(server))
+    before = len(results(server))
     await server.slash(
         server.alice,
         "animate",
         {"prompt": "a morphing cloud", "frames": 3, "seed": 1, "seed_to": 2},
     )
-    await wait_for(lambda: len(_results(server)) > before, within_s=90, what="the GIF")
-    gif = _results(server)[-1].attachments[0]
+    await wait_for(lambda: len(results(server)) > before, within_s=90, what="the GIF")
+    gif = results(server)[-1].attachments[0]
     assert gif.filename.endswith(".gif") and gif.data.startswith(b"GIF89a")
-    assert "1 → 2" in str(_results(server)[-1].embeds[0]["fields"])
+    assert "1 → 2" in str(results(server)[-1].embeds[0]["fields"])

@@ -8,11 +8,7 @@ import io
 from PIL import Image
 
 from fluxbot.images import read_parameters
-from tests.bot.conftest import BotHarness, wait_for
-
-
-def _result_messages(server, channel=None):  # type: ignore[no-untyped-def]
-    return [m for m in server.messages(channel) if m.attachments and m.embeds]
+from tests.bot.conftest import BotHarness, imagine_queued, results, wait_for
 
 
 async def test_imagine_posts_a_png_with_its_seed(harness: BotHarness) -> None:
@@ -35,7 +31,7 @@ async def test_imagine_posts_a_png_with_its_seed(harness: BotHarness) -> None:
 
 async def _imagine(harness: BotHarness, user, **options):  # type: ignore[no-untyped-def]
     server = harness.server
-    before = {m.id for m in _result_messages(server)}
+    before = {m.id for m in results(server)}
     await server.slash(user, "imagine", {"steps": 1, **options})
     return await server.wait_for_message(
         lambda m: bool(m.attachments and m.embeds) and m.id not in before, within_s=60
@@ -117,8 +113,7 @@ async def test_cancel_a_queued_job(harness: BotHarness) -> None:
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    record = await server.slash(server.alice, "imagine", {"prompt": "a queued fox", "steps": 1})
-    await wait_for(lambda: record.original and "position" in record.original.content)
+    record = await imagine_queued(server, server.alice, "a queued fox")
     job = await bot.store.jobs.by_message_id(record.original.id)
     await server.react(server.alice, record.original, "❌")
     await wait_for(lambda: "cancelled" in record.original.content, what="cancelled status")
@@ -155,8 +150,7 @@ async def test_a_result_after_the_token_expired_goes_to_the_channel(harness: Bot
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    record = await server.slash(server.alice, "imagine", {"prompt": "a slow fox", "steps": 1})
-    await wait_for(lambda: record.original and "position" in record.original.content)
+    record = await imagine_queued(server, server.alice, "a slow fox")
     record.expire()  # as if 15 minutes had passed
     bot.engine.scheduler.resume()
     result = await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=60)

@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 from fluxbot.images import read_parameters
-from tests.bot.conftest import BotHarness, wait_for
-
-
-def _results(server):  # type: ignore[no-untyped-def]
-    return [m for m in server.messages() if m.attachments and m.embeds]
-
-
-async def _queued(server, user, prompt):  # type: ignore[no-untyped-def]
-    """Run /imagine and wait until the bot says the job is queued (commands run concurrently)."""
-    record = await server.slash(user, "imagine", {"prompt": prompt, "steps": 1})
-    await wait_for(lambda: record.original and "position" in record.original.content)
-    return record
+from tests.bot.conftest import BotHarness, imagine_queued, results, wait_for
 
 
 async def test_two_users_are_served_fairly(harness: BotHarness) -> None:
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    alice_jobs = [await _queued(server, server.alice, f"alice {i}") for i in range(3)]
-    bob_job = await _queued(server, server.bob, "bob 0")
+    alice_jobs = [await imagine_queued(server, server.alice, f"alice {i}") for i in range(3)]
+    bob_job = await imagine_queued(server, server.bob, "bob 0")
     assert "position **2**" in bob_job.original.content
     # Bob's turn comes before Alice's later jobs: her third moves from 3 to 4 (edited live).
     await wait_for(lambda: "position **4**" in alice_jobs[2].original.content, within_s=10)
     bot.engine.scheduler.resume()
-    await wait_for(lambda: len(_results(server)) == 4, within_s=90, what="four results")
-    order = [read_parameters(m.attachments[0].data)["prompt"] for m in _results(server)]
+    await wait_for(lambda: len(results(server)) == 4, within_s=90, what="four results")
+    order = [read_parameters(m.attachments[0].data)["prompt"] for m in results(server)]
     assert order.index("bob 0") <= 1, order
 
 
@@ -69,10 +58,9 @@ async def test_jobs_left_queued_are_posted_after_a_restart(harness: BotHarness) 
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    record = await server.slash(server.alice, "imagine", {"prompt": "survivor", "seed": 5})
-    await wait_for(lambda: record.original and "position" in record.original.content)
+    await imagine_queued(server, server.alice, "survivor", seed=5)
     await harness.stop()
-    assert not _results(server)
+    assert not results(server)
     await harness.start()
     result = await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=60)
     assert read_parameters(result.attachments[0].data)["seed"] == 5
@@ -83,9 +71,8 @@ async def test_with_recover_fail_users_are_told_after_a_restart(harness: BotHarn
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    record = await server.slash(server.bob, "imagine", {"prompt": "lost", "steps": 1})
-    await wait_for(lambda: record.original and "position" in record.original.content)
+    await imagine_queued(server, server.bob, "lost")
     await harness.stop()
     await harness.start(recover_jobs="fail")
     notice = await server.wait_for_message(lambda m: "interrupted" in m.content, within_s=30)
-    assert f"<@{server.bob.id}>" in notice.content and not _results(server)
+    assert f"<@{server.bob.id}>" in notice.content and not results(server)
