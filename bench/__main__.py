@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--attention", default="auto", help="auto | cudnn | flash | default")
         p.add_argument("--compile-mode", default="default")
         p.add_argument("--static", action="store_true", help="compile with static shapes")
+        p.add_argument("--first-size", type=int, default=1024, help="side of the first image")
+        p.add_argument("--no-warm-presets", action="store_true", help="warm only the first size")
 
     run = sub.add_parser("run", help="run benchmark phases and write results")
     common(run)
@@ -87,6 +89,8 @@ def _context(args: argparse.Namespace) -> Any:
         attention=args.attention,
         compile_mode=args.compile_mode,
         dynamic=not args.static,
+        first_size=args.first_size,
+        warm_presets=not args.no_warm_presets,
     )
 
 
@@ -114,7 +118,7 @@ def _run_child(argv: list[str], result: Path) -> dict[str, Any]:
 def command_run(args: argparse.Namespace) -> int:
     from bench import report
     from bench.model import ensure_saved
-    from bench.runs import compare_references, run_fluxbot, run_micro, run_stock
+    from bench.runs import compare_references, free_memory, run_fluxbot, run_micro, run_stock
 
     unknown = [p for p in args.profiles if p not in PROFILES]
     unknown += [m for m in args.memory if m not in MEMORY_PROFILES]
@@ -146,6 +150,7 @@ def command_run(args: argparse.Namespace) -> int:
         try:
             if profile == "stock":
                 results["stock"] = run_stock(ctx, args.cases, with_queue)
+                free_memory(args.device)
             elif profile == "no-levers":
                 results["profiles"][profile] = run_fluxbot(
                     ctx, "eager", args.cases[:1], False, warm_presets=False, levers=False
@@ -165,7 +170,7 @@ def command_run(args: argparse.Namespace) -> int:
             for label in ("cold", "warm"):
                 _log(f"restart {profile} ({label} compile cache)")
                 out = args.work_dir / f"restart-{profile}-{label}.json"
-                argv = _child_argv(args, "restart", profile, out) + ["--t0", repr(time.time())]
+                argv = [*_child_argv(args, "restart", profile, out), "--t0", repr(time.time())]
                 entry = _run_child(argv, out)
                 entry["cache"] = label
                 results["restart"][f"{profile} ({label})"] = entry

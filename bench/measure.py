@@ -53,7 +53,9 @@ class _Marker:
         return later._t - self._t
 
 
-def _wrap_method(obj: Any, name: str, before: Callable[[], None], after: Callable[[], None]) -> None:
+def _wrap_method(
+    obj: Any, name: str, before: Callable[[], None], after: Callable[[], None]
+) -> None:
     original = getattr(obj, name)
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -109,16 +111,18 @@ class GapProbe:
     gaps_s: list[float] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
+    missed: int = 0
     device_threads: set[str] = field(default_factory=set)
     _last_end: _Marker | None = None
     _job_started: bool = False
     _first_work: _Marker | None = None
 
     def attach(self, pipe: Any) -> None:
-        for name in ("text_encoder", "text_encoder_2", "transformer"):
-            module = getattr(pipe, name, None)
-            if isinstance(module, torch.nn.Module):
-                module.register_forward_pre_hook(self._on_work)
+        # Outside any compiled region: a CUDA event recorded inside a compiled module's hook
+        # is traced away. encode_prompt is the first GPU work on a cache miss, the
+        # transformer (compiled per block, not as a whole) on a hit.
+        _wrap_method(pipe, "encode_prompt", self._on_work, lambda: None)
+        pipe.transformer.register_forward_pre_hook(self._on_work)
         _wrap_method(pipe.vae, "decode", lambda: None, self._on_decode_end)
 
     def _on_work(self, *_: Any) -> None:
@@ -139,7 +143,10 @@ class GapProbe:
         sync(self.device)
         self.durations.append(time.perf_counter() - self.starts[-1])
         if self._last_end is not None and self._first_work is not None:
-            self.gaps_s.append(self._last_end.seconds_until(self._first_work))
+            try:
+                self.gaps_s.append(self._last_end.seconds_until(self._first_work))
+            except (ValueError, RuntimeError):  # an event that never reached the device
+                self.missed += 1
         self._last_end = self._decode_end
         self._job_started = False
 

@@ -255,9 +255,7 @@ def _micro_section(micro: dict[str, Any] | None) -> list[str]:
         cells = []
         for name in ("default", "flash", "cudnn", "efficient"):
             r = row.get(name, {})
-            cells.append(
-                "n/a" if "ms" not in r else f"{r['ms']:.2f} ({r['tflops']:.0f})"
-            )
+            cells.append("n/a" if "ms" not in r else f"{r['ms']:.2f} ({r['tflops']:.0f})")
         out.append(f"| {shape} | " + " | ".join(cells) + " |")
     out += ["", "Linears (ms per call):", ""]
     out += ["| shape | bf16 | fp8 eager | fp8 compiled | fp8 rel. error |", "|---|---|---|---|---|"]

@@ -44,6 +44,7 @@ CASES = {
     "1024x1": Case("1024x1024 batch 1", 1024, 1024, 1),
     "1024x4": Case("1024x1024 count 4", 1024, 1024, 4),
     "512x4": Case("512x512 count 4", 512, 512, 4),
+    "256x2": Case("256x256 count 2 (CPU smoke tests)", 256, 256, 2),
 }
 
 
@@ -58,6 +59,8 @@ class Context:
     attention: str = "auto"
     compile_mode: str = "default"
     dynamic: bool = True
+    first_size: int = 1024  # the first image (and the reference image) is first_size squared
+    warm_presets: bool = True
     references: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -160,7 +163,7 @@ def run_stock(ctx: Context, cases: list[str], with_queue: bool) -> dict[str, Any
         return time.perf_counter() - t
 
     result: dict[str, Any] = {"load_s": load_s, "cases": {}}
-    first = call(REFERENCE_PROMPT, REFERENCE_SEED, 1024, 1024, 1)
+    first = call(REFERENCE_PROMPT, REFERENCE_SEED, ctx.first_size, ctx.first_size, 1)
     sync(device)
     result["start_to_first_image_s"] = time.perf_counter() - started
     ctx.references["stock"] = first[0]
@@ -207,9 +210,7 @@ def run_stock(ctx: Context, cases: list[str], with_queue: bool) -> dict[str, Any
             "peak_vram_gib": peak_gib(device),
         }
         ctx.log(f"stock queue: {images_total / wall:.2f} images/s")
-    del pipe, probe
-    free_memory(device)
-    return result
+    return result  # pipe is freed with this frame; the caller frees the device cache
 
 
 # -- fluxbot -----------------------------------------------------------------------------------
@@ -266,10 +267,11 @@ def load_fluxbot(
     probe = GapProbe(device)
     probed = ProbedRunner(runner, probe)
     t = time.perf_counter()
-    probed.generate([GenerationRequest(prompt="warm-up", seed=0, width=1024, height=1024)])
+    side = ctx.first_size
+    probed.generate([GenerationRequest(prompt="warm-up", seed=0, width=side, height=side)])
     timings["first_image_s"] = time.perf_counter() - started
     timings["first_call_s"] = time.perf_counter() - t
-    rest = [s for s in (warm_sizes or []) if s != (1024, 1024)]
+    rest = [s for s in (warm_sizes or []) if s != (side, side)]
     timings["warmup_s"] = timings["first_call_s"] + (warm_up(probed, rest) if rest else 0.0)
     timings["ready_s"] = time.perf_counter() - started
     probe.reset()
@@ -286,7 +288,11 @@ def _compile_counters() -> dict[str, int]:
 
 
 async def _through_worker(
-    ctx: Context, loaded_factory: Callable[[], _Loaded], cases: list[str], with_queue: bool, tag: str
+    ctx: Context,
+    loaded_factory: Callable[[], _Loaded],
+    cases: list[str],
+    with_queue: bool,
+    tag: str,
 ) -> dict[str, Any]:
     from fluxbot.images import encode_png
     from fluxbot.jobs import Job
@@ -382,9 +388,11 @@ async def _through_worker(
         ctx.log(f"{tag} {key}: {summary['s_per_image']:.3f} s/image")
 
     # The reference image: same prompt and seed as stock's first image, to compare outputs.
-    (ref_outcome, _), = await submit_all(
-        [GenerationRequest(prompt=REFERENCE_PROMPT, seed=REFERENCE_SEED)]
+    side = ctx.first_size
+    reference = GenerationRequest(
+        prompt=REFERENCE_PROMPT, seed=REFERENCE_SEED, width=side, height=side
     )
+    ((ref_outcome, _),) = await submit_all([reference])
     ctx.references[tag] = ref_outcome.result.images[0]
 
     if with_queue:
@@ -469,7 +477,7 @@ def run_fluxbot(
     profile = SpeedProfile(profile_name)
     tag = profile_name if levers else "no-levers"
     cache_dir = ctx.work_dir / "cache" / tag
-    sizes = list(ASPECT_PRESETS.values()) if warm_presets else []
+    sizes = list(ASPECT_PRESETS.values()) if warm_presets and ctx.warm_presets else []
 
     def factory() -> _Loaded:
         return load_fluxbot(ctx, profile, cache_dir, warm_sizes=sizes, levers=levers)
@@ -480,8 +488,11 @@ def run_fluxbot(
 
 
 def compare_references(ctx: Context, base: str = "eager") -> dict[str, Any]:
-    """Output differences on the same prompt and seed, against the bf16 eager image."""
+    """Output differences on the same prompt and seed, against a bf16 image (eager's, else
+    stock's)."""
     refs = ctx.references
+    if base not in refs:
+        base = "stock"
     if base not in refs:
         return {}
     return {
@@ -502,8 +513,10 @@ def run_memory_profile(
 
     device = ctx.device
     if cap_gib is not None and torch.device(device).type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(cap_gib * 2**30 / total, device)
+        dev = torch.device(device)
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(cap_gib * 2**30 / total, index)
     reset_peak(device)
     loaded = load_fluxbot(
         ctx,
@@ -563,16 +576,16 @@ def run_restart(ctx: Context, profile_name: str, t0: float) -> dict[str, Any]:
 # -- micro-benchmarks of single levers --------------------------------------------------------
 
 
-def _time_cuda(fn: Callable[[], Any], iters: int = 20) -> float:
+def _time_cuda(fn: Callable[..., Any], *args: Any, iters: int = 20) -> float:
     for _ in range(3):
-        fn()
+        fn(*args)
     torch.cuda.synchronize()
     times = []
     for _ in range(iters):
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        fn(*args)
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
@@ -600,13 +613,12 @@ def run_micro(device: str, log: Log) -> dict[str, Any]:
             ("efficient", SDPBackend.EFFICIENT_ATTENTION),
         ):
             try:
+                sdpa = torch.nn.functional.scaled_dot_product_attention
                 if backend is None:
-                    ms = _time_cuda(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+                    ms = _time_cuda(sdpa, q, k, v)
                 else:
                     with sdpa_kernel(backend):
-                        ms = _time_cuda(
-                            lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                        )
+                        ms = _time_cuda(sdpa, q, k, v)
                 row[name] = {"ms": ms, "tflops": flops / ms / 1e9}
             except RuntimeError as exc:
                 row[name] = {"error": str(exc).splitlines()[0][:120]}
@@ -624,9 +636,9 @@ def run_micro(device: str, log: Log) -> dict[str, Any]:
         compiled = torch.compile(fp8, fullgraph=True)
         with torch.inference_mode():
             entry = {
-                "bf16_ms": _time_cuda(lambda: linear(x)),
-                "fp8_eager_ms": _time_cuda(lambda: fp8(x)),
-                "fp8_compiled_ms": _time_cuda(lambda: compiled(x)),
+                "bf16_ms": _time_cuda(linear, x),
+                "fp8_eager_ms": _time_cuda(fp8, x),
+                "fp8_compiled_ms": _time_cuda(compiled, x),
                 "fp8_rel_error": rel,
             }
         entry["bf16_tflops"] = flops / entry["bf16_ms"] / 1e9

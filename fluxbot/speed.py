@@ -129,13 +129,18 @@ def plan_speed(
             "so it runs 'compile' (bf16)"
         )
         profile = SpeedProfile.COMPILE
-    if profile is not SpeedProfile.EAGER and memory in (MemoryProfile.OFFLOAD, MemoryProfile.LOWVRAM):
+    if profile is not SpeedProfile.EAGER and memory in (
+        MemoryProfile.OFFLOAD,
+        MemoryProfile.LOWVRAM,
+    ):
         reasons.append(
             f"memory profile '{memory}' moves weights during the forward pass, which "
             "torch.compile cannot trace; running eager"
         )
         profile = SpeedProfile.EAGER
-    if profile is not SpeedProfile.EAGER and (features.device_type != "cuda" or not features.triton):
+    if profile is not SpeedProfile.EAGER and (
+        features.device_type != "cuda" or not features.triton
+    ):
         reasons.append(
             f"torch.compile here needs Triton on a CUDA device ({features.device_type}, "
             f"triton={'yes' if features.triton else 'no'}); running eager"
@@ -246,7 +251,9 @@ def set_attention_backend(transformer: Any, attention: str) -> str:
     return attention
 
 
-def apply_speed_profile(pipe: Any, plan: SpeedPlan, *, cache_dir: Path | None = None) -> SpeedReport:
+def apply_speed_profile(
+    pipe: Any, plan: SpeedPlan, *, cache_dir: Path | None = None
+) -> SpeedReport:
     """Apply a speed plan to a loaded (and placed) FluxPipeline, in place."""
     started = time.perf_counter()
     report = SpeedReport(plan=plan)

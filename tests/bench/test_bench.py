@@ -1,0 +1,58 @@
+"""The benchmark's plumbing on the CPU with the tiny model: it runs, writes JSON and Markdown,
+and its queue mix is what the README says. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.__main__ import main
+from bench.report import render_markdown
+from bench.runs import queue_jobs
+from fluxbot.requests import ASPECT_PRESETS
+
+
+def test_queue_mix_covers_presets_counts_and_rerolls() -> None:
+    jobs = queue_jobs(20)
+    assert len(jobs) == 20
+    assert {(j["width"], j["height"]) for j in jobs} == set(ASPECT_PRESETS.values())
+    assert {j["count"] for j in jobs} == {1, 2, 4}
+    prompts = [j["prompt"] for j in jobs]
+    assert len(set(prompts)) == 15  # every fourth job rerolls the one before it
+    assert len({j["seed"] for j in jobs}) == 20
+
+
+def test_tiny_run_writes_results(tmp_path: Path) -> None:
+    code = main(
+        [
+            "run",
+            "--arch", "tiny",
+            "--device", "cpu",
+            "--profiles", "stock,eager,compile",
+            "--cases", "256x2",
+            "--repeats", "1",
+            "--no-queue",
+            "--first-size", "128",
+            "--no-warm-presets",
+            "--work-dir", str(tmp_path / "work"),
+            "--out", str(tmp_path / "out"),
+            "--tag", "test",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (json_path,) = (tmp_path / "out").glob("*-test.json")
+    results = json.loads(json_path.read_text())
+    assert results["stock"]["cases"]["256x2"]["runs"] == 1
+    eager = results["profiles"]["eager"]
+    assert eager["cases"]["256x2"]["s_per_image"] > 0
+    # compile on a CPU falls back to eager, and the results say why
+    assert results["profiles"]["compile"]["speed"]["profile"] == "eager"
+    assert results["profiles"]["compile"]["speed"]["reasons"]
+    assert (tmp_path / "work" / "model-tiny" / "model_index.json").is_file()
+    markdown = json_path.with_suffix(".md").read_text()
+    assert "| stock diffusers |" in markdown and "| fluxbot eager |" in markdown
+
+
+def test_markdown_marks_missing_numbers() -> None:
+    text = render_markdown({"environment": {"card": "X"}, "stock": {}, "profiles": {"fast": {}}})
+    assert text.startswith("# fluxbot benchmark: X")
