@@ -111,14 +111,16 @@ FLUX_SCHNELL = ModelFootprint(
     ram_margin=1 * GB,
 )
 
+# lowvram before offload: measured on an H200 (bench/results), group offloading with a CUDA
+# stream made a 1024x1024 image in 2.6 s, whole-model offload in 28 s.
 AUTO_ORDER = (
     MemoryProfile.FULL,
     MemoryProfile.FP8,
-    MemoryProfile.OFFLOAD,
     MemoryProfile.LOWVRAM,
+    MemoryProfile.OFFLOAD,
 )
 RESIDENT = (MemoryProfile.FULL, MemoryProfile.FP8)
-OFFLOADING = (MemoryProfile.OFFLOAD, MemoryProfile.LOWVRAM)
+OFFLOADING = (MemoryProfile.LOWVRAM, MemoryProfile.OFFLOAD)
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ def choose_profile(
 ) -> ProfileChoice:
     """The profile one device runs alone: `requested` if it can, else `ProfileError`.
 
-    Under `auto`, the best profile that fits (full, fp8, offload, lowvram), with the reasons
+    Under `auto`, the best profile that fits (full, fp8, lowvram, offload), with the reasons
     the better ones did not. On the CPU only `full` exists.
     """
     auto = requested is MemoryProfile.AUTO
@@ -340,7 +342,7 @@ def plan_placement(
 
     1. a card that holds the model resident (full, else fp8 under auto) gets its own replica;
     2. cards left over are paired, text encoders on one and transformer on the other;
-    3. what is still left offloads to system RAM (offload, else lowvram) while RAM lasts.
+    3. what is still left offloads to system RAM (lowvram, else offload) while RAM lasts.
 
     An explicit profile that some selected device cannot run raises `ProfileError`; under
     auto such a device is left unused (with the reason), unless no device can run at all.

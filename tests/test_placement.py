@@ -87,12 +87,11 @@ class TestChooseProfileAuto:
         assert choice.profile is FP8
         assert "full needs ~35.7 GB free on cuda:0, it has 25.3 GB" in choice.reason
 
-    def test_rtx3090_has_no_fp8_and_too_little_for_offload(self) -> None:
+    def test_rtx3090_has_no_fp8_and_prefers_lowvram_to_offload(self) -> None:
         choice = choose_profile(AUTO, *idle(rtx3090()), 64 * GIB)
 
         assert choice.profile is LOWVRAM
         assert "compute capability 8.6" in choice.reason
-        assert "offload needs ~25.8 GB" in choice.reason
 
     def test_rtx3060_runs_lowvram_with_enough_ram(self) -> None:
         assert choose_profile(AUTO, *idle(rtx3060()), 64 * GIB).profile is LOWVRAM
