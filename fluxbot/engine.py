@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from functools import partial
 
 from fluxbot.compose import RequestComposer, load_budget
-from fluxbot.config import Backend, Settings
+from fluxbot.config import Backend, MemoryProfile, Settings
 from fluxbot.gpu import DeviceInfo, apply_vendor_settings, discover_devices, select_devices
 from fluxbot.images import encode_result
-from fluxbot.pipeline import FluxRunner
+from fluxbot.memory import take_snapshot
+from fluxbot.pipeline import TINY_RANDOM, FluxRunner
+from fluxbot.placement import choose_profile
 from fluxbot.prompts.policy import ContentPolicy
-from fluxbot.requests import GenerationResult, SizeLimits
+from fluxbot.requests import ASPECT_PRESETS, GenerationResult, SizeLimits
 from fluxbot.scheduler import Scheduler
 from fluxbot.service import JobService
 from fluxbot.store import Store
@@ -43,12 +45,36 @@ def build_composer(settings: Settings) -> RequestComposer:
     )
 
 
+def choose_memory_profile(settings: Settings, device: DeviceInfo) -> MemoryProfile:
+    """The memory profile `device` runs: the setting, or under `auto` the best that fits now.
+
+    A profile the device cannot run raises `ProfileError` (a one-line start-up error).
+    """
+    if settings.model == TINY_RANDOM or not device.is_gpu:
+        return MemoryProfile.FULL
+    snapshot = take_snapshot(device.torch_device)
+    free = snapshot.device_free if snapshot.device_free is not None else device.total_memory
+    ram = snapshot.ram_available or 0
+    choice = choose_profile(settings.memory_profile, device, free, ram)
+    log.info("%s", choice.reason)
+    return choice.profile
+
+
 def runner_factory(settings: Settings, device: DeviceInfo) -> Callable[[], FluxRunner]:
-    """What a worker's thread calls to build its replica (vendor settings, then the model)."""
+    """What a worker's thread calls to build its replica: vendor settings, the model placed by
+    its memory profile, the speed profile, and (when compiled) the aspect presets warmed up."""
+    memory = choose_memory_profile(settings, device)
 
     def build() -> FluxRunner:
         apply_vendor_settings(device)
-        return FluxRunner.load(settings.model, device.torch_device)
+        return FluxRunner.load(
+            settings.model,
+            device.torch_device,
+            memory=memory,
+            speed=settings.speed_profile,
+            cache_dir=settings.cache_dir,
+            warm_sizes=list(ASPECT_PRESETS.values()),
+        )
 
     return build
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from fluxbot.config import MemoryProfile, SpeedProfile
 from fluxbot.memory import LighterSettings
 from fluxbot.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.seeds import make_generators
@@ -109,6 +110,14 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return mixed.reshape(a.shape).to(a.dtype)
 
 
+def _to_pil(decoded: torch.Tensor) -> list[Image.Image]:
+    """VAE output in [-1, 1] to PIL images, as diffusers' postprocess computes it, but made
+    uint8 on the device: a 1024x1024 float copy to the CPU costs the device thread ~15 ms."""
+    images = (decoded * 0.5 + 0.5).clamp(0, 1).float()
+    pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(array) for array in pixels]
+
+
 class FluxRunner:
     """One pipeline replica on one device; `generate` is called from one thread only."""
 
@@ -129,16 +138,54 @@ class FluxRunner:
         self._embed_cache: OrderedDict[tuple[str, int], PromptEmbeds] = OrderedDict()
         self._embed_cache_size = embed_cache_size
         self.embed_cache_hits = 0
+        self.profiles: tuple[MemoryProfile, SpeedProfile] = (
+            MemoryProfile.FULL,
+            SpeedProfile.EAGER,
+        )
         if not placed:
             pipe.to(device)
 
     @classmethod
-    def load(cls, model: str, device: str, dtype: torch.dtype | None = None) -> FluxRunner:
+    def load(
+        cls,
+        model: str,
+        device: str,
+        dtype: torch.dtype | None = None,
+        *,
+        memory: MemoryProfile = MemoryProfile.FULL,
+        speed: SpeedProfile = SpeedProfile.EAGER,
+        cache_dir: Path | None = None,
+        warm_sizes: Sequence[tuple[int, int]] = (),
+    ) -> FluxRunner:
+        """Load, place by memory profile, apply the speed profile, warm compiled shapes.
+
+        A profile the device cannot run falls back with a logged reason (see
+        fluxbot.memory_profiles and fluxbot.speed); `profiles` says what runs.
+        """
+        from fluxbot.memory_profiles import apply_memory_profile, plan_memory
+        from fluxbot.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_up
+
         dtype = dtype or default_dtype(device)
         started = time.perf_counter()
         pipe = load_flux_pipeline(model, dtype)
-        runner = cls(pipe, device, model_name=model, dtype=dtype)
-        log.info("loaded %s on %s in %.1f s", model, device, time.perf_counter() - started)
+        features = DeviceFeatures.probe(device)
+        memory_plan = plan_memory(memory, device, fp8_matmul=features.fp8_matmul)
+        apply_memory_profile(pipe, memory_plan, device)
+        runner = cls(pipe, device, model_name=model, dtype=dtype, placed=True)
+        speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
+        apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
+        runner.profiles = (memory_plan.profile, speed_plan.profile)
+        loaded = time.perf_counter()
+        log.info(
+            "loaded %s on %s in %.1f s (memory %s, speed %s)",
+            model,
+            device,
+            loaded - started,
+            memory_plan.profile,
+            speed_plan.profile,
+        )
+        if speed_plan.compile and warm_sizes:
+            log.info("warmed %d shape(s) in %.1f s", len(warm_sizes), warm_up(runner, warm_sizes))
         return runner
 
     @classmethod
@@ -379,8 +426,9 @@ class FluxRunner:
     ) -> list[Image.Image]:
         pipe = self.pipe
         vae = pipe.vae
-        tiling = lighter is not None and lighter.vae_tiling
-        slicing = lighter is not None and lighter.vae_slicing
+        # Switch on only what is off, so a profile's own tiling (lowvram) survives the retry.
+        tiling = lighter is not None and lighter.vae_tiling and not vae.use_tiling
+        slicing = lighter is not None and lighter.vae_slicing and not vae.use_slicing
         if tiling:
             vae.enable_tiling()
         if slicing:
@@ -390,7 +438,7 @@ class FluxRunner:
                 latents = pipe._unpack_latents(packed, height, width, pipe.vae_scale_factor)
                 latents = latents / vae.config.scaling_factor + vae.config.shift_factor
                 decoded = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
-                return pipe.image_processor.postprocess(decoded, output_type="pil")
+                return _to_pil(decoded)
         finally:
             if tiling:
                 vae.disable_tiling()
@@ -427,10 +475,3 @@ class FluxRunner:
             torch.xpu.synchronize(device)
         elif device.type == "mps":
             torch.mps.synchronize()
-
-    def warmup(self, sizes: Sequence[tuple[int, int]]) -> float:
-        """Run one tiny-prompt image per size so kernels (and compiled graphs) are ready."""
-        started = time.perf_counter()
-        for width, height in sizes:
-            self.generate([GenerationRequest(prompt="warm-up", seed=0, width=width, height=height)])
-        return time.perf_counter() - started

@@ -18,6 +18,7 @@ from fluxbot.pipeline import (
     load_flux_pipeline,
 )
 from fluxbot.requests import AnimationSpec, GenerationRequest
+from fluxbot.tiny import build_tiny_pipeline
 
 
 def _pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -132,11 +133,16 @@ def test_animation_frames_morph_between_two_seeds(tiny_runner: FluxRunner) -> No
 
 
 def test_loads_a_local_diffusers_directory(tmp_path: Path, tiny_runner: FluxRunner) -> None:
-    tiny_runner.pipe.save_pretrained(tmp_path / "model")
+    build_tiny_pipeline().save_pretrained(tmp_path / "model")
     loaded = FluxRunner.load(str(tmp_path / "model"), "cpu")
     ours = tiny_runner.generate([fox()])[0].images[0]
     theirs = loaded.generate([fox()])[0].images[0]
-    assert np.array_equal(_pixels(ours), _pixels(theirs))
+    for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        mine, read = getattr(tiny_runner.pipe, name), getattr(loaded.pipe, name)
+        for key, tensor in mine.state_dict().items():
+            assert torch.equal(tensor, read.state_dict()[key]), f"{name}.{key}"
+    # Same weights; the loaded tensors' memory layout can change CPU kernels' rounding.
+    assert np.abs(_pixels(ours) - _pixels(theirs)).max() <= 1
 
 
 def test_missing_weights_say_what_to_download(tmp_path: Path) -> None:
