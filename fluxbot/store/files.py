@@ -20,6 +20,8 @@ __all__ = ["FORMATS", "EncodedImage", "ImageFiles"]
 
 IMAGES_SUBDIR = "images"
 TEMP_SUFFIX = ".tmp"
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable (no-op where directories cannot be opened)."""
     try:
