@@ -76,3 +76,18 @@ async def test_with_recover_fail_users_are_told_after_a_restart(harness: BotHarn
     await harness.start(recover_jobs="fail")
     notice = await server.wait_for_message(lambda m: "interrupted" in m.content, within_s=30)
     assert f"<@{server.bob.id}>" in notice.content and not results(server)
+
+
+async def test_buttons_on_old_results_work_after_a_restart(harness: BotHarness) -> None:
+    await harness.start()
+    server = harness.server
+    await server.slash(server.alice, "imagine", {"prompt": "an old fox", "seed": 21, "steps": 1})
+    original = await server.wait_for_message(
+        lambda m: bool(m.attachments and m.embeds), within_s=60
+    )
+    reroll_id = next(c for c in original.custom_ids() if c.startswith("flux:reroll:"))
+    await harness.stop()
+    await harness.start()
+    await server.click(server.alice, original, reroll_id)
+    await wait_for(lambda: len(results(server)) == 2, within_s=60, what="the reroll")
+    assert results(server)[-1].attachments[0].data == original.attachments[0].data
