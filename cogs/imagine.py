@@ -28,6 +28,7 @@ from fluxbot.requests import (
 from fluxbot.seeds import SeedProfile, next_seed, random_seed
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import User
 
 if TYPE_CHECKING:
     from fluxbot.bot import FluxBot
@@ -114,7 +115,7 @@ class Imagine(commands.Cog):
         await interaction.response.defer(thinking=True)
         await self._start(interaction, draft, JobKind.ANIMATE, private=False)
 
-    async def _user(self, interaction: discord.Interaction):  # type: ignore[no-untyped-def]
+    async def _user(self, interaction: discord.Interaction) -> User:
         """The caller's stored row; refuses banned users and DMs unless allowed."""
         if interaction.guild is None and not self.bot.settings.allow_dms:
             raise UserError("Images can only be made in a server channel here.")
@@ -127,7 +128,7 @@ class Imagine(commands.Cog):
         if explicit is not None:
             return explicit
 
-        def pick(user) -> int:  # type: ignore[no-untyped-def]
+        def pick(user: User) -> int:
             return next_seed(SeedProfile.parse(user.seed_profile), user.last_seed)
 
         return await self.bot.store.users.claim_seed(user_id, pick)

@@ -21,6 +21,7 @@ from discord.ext import commands
 from fluxbot.config import Settings
 from fluxbot.engine import Engine, build_engine
 from fluxbot.gpu import NvmlMonitor
+from fluxbot.service import JobService
 from fluxbot.store import Store
 from fluxbot.store.models import Job as JobRow
 from fluxbot.store.retention import RetentionPolicy
@@ -81,7 +82,7 @@ class FluxBot(commands.Bot):
         self._closing_started = False
 
     @property
-    def service(self):  # type: ignore[no-untyped-def]
+    def service(self) -> JobService:
         return self.engine.service
 
     async def setup_hook(self) -> None:
