@@ -45,8 +45,7 @@ def gpu_embed(status: GpuStatus | None, worker: WorkerStatus) -> discord.Embed:
         if status.power_limit_w is not None:
             power += f" / {status.power_limit_w:.0f} W"
         embed.add_field(name="Power", value=power)
-        if status.profile:
-            embed.add_field(name="Memory profile", value=str(status.profile))
+    embed.add_field(name="Profile (memory/speed)", value=worker.profile or "loading")
     embed.add_field(name="State", value=str(worker.state))
     embed.add_field(
         name="Current job", value=f"`{worker.current_job_id}`" if worker.current_job_id else "none"

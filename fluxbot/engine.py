@@ -16,7 +16,7 @@ from fluxbot.gpu import DeviceInfo, apply_vendor_settings, discover_devices, sel
 from fluxbot.images import encode_result
 from fluxbot.memory import take_snapshot
 from fluxbot.pipeline import TINY_RANDOM, FluxRunner
-from fluxbot.placement import choose_profile
+from fluxbot.placement import Component, ReplicaPlan, plan_placement
 from fluxbot.prompts.policy import ContentPolicy
 from fluxbot.requests import ASPECT_PRESETS, GenerationResult, SizeLimits
 from fluxbot.scheduler import Scheduler
@@ -45,35 +45,48 @@ def build_composer(settings: Settings) -> RequestComposer:
     )
 
 
-def choose_memory_profile(settings: Settings, device: DeviceInfo) -> MemoryProfile:
-    """The memory profile `device` runs: the setting, or under `auto` the best that fits now.
+def plan_replicas(settings: Settings, devices: Sequence[DeviceInfo]) -> list[ReplicaPlan]:
+    """One replica per device that holds the model, cards paired where one alone cannot,
+    offloading last (fluxbot.placement); the tiny model and the CPU need no planning."""
+    if settings.model == TINY_RANDOM or not any(d.is_gpu for d in devices):
+        return [
+            ReplicaPlan(
+                {c: d.torch_device for c in Component}, MemoryProfile.FULL, "no planning needed"
+            )
+            for d in devices
+        ]
+    free = []
+    ram = 0
+    for device in devices:
+        snapshot = take_snapshot(device.torch_device)
+        free.append((device, snapshot.device_free or device.total_memory))
+        ram = snapshot.ram_available or ram
+    placement = plan_placement(settings.memory_profile, free, ram)
+    for replica in placement.replicas:
+        log.info("%s", replica.reason)
+    for unused in placement.unused:
+        log.warning("%s is not used: %s", unused.device, unused.reason)
+    return list(placement.replicas)
 
-    A profile the device cannot run raises `ProfileError` (a one-line start-up error).
-    """
-    if settings.model == TINY_RANDOM or not device.is_gpu:
-        return MemoryProfile.FULL
-    snapshot = take_snapshot(device.torch_device)
-    free = snapshot.device_free if snapshot.device_free is not None else device.total_memory
-    ram = snapshot.ram_available or 0
-    choice = choose_profile(settings.memory_profile, device, free, ram)
-    log.info("%s", choice.reason)
-    return choice.profile
 
-
-def runner_factory(settings: Settings, device: DeviceInfo) -> Callable[[], FluxRunner]:
+def runner_factory(
+    settings: Settings, device: DeviceInfo, replica: ReplicaPlan
+) -> Callable[[], FluxRunner]:
     """What a worker's thread calls to build its replica: vendor settings, the model placed by
-    its memory profile, the speed profile, and (when compiled) the aspect presets warmed up."""
-    memory = choose_memory_profile(settings, device)
+    its memory profile (over several cards if planned so), the speed profile, and (when
+    compiled) the aspect presets warmed up."""
+    split = {str(c): d for c, d in replica.devices.items()} if replica.is_split else None
 
     def build() -> FluxRunner:
         apply_vendor_settings(device)
         return FluxRunner.load(
             settings.model,
-            device.torch_device,
-            memory=memory,
+            replica.primary,
+            memory=replica.profile,
             speed=settings.speed_profile,
             cache_dir=settings.cache_dir,
             warm_sizes=list(ASPECT_PRESETS.values()),
+            component_devices=split,
         )
 
     return build
@@ -88,14 +101,15 @@ def build_workers(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Wor
         from fluxbot.ray_backend import build_ray_workers
 
         return build_ray_workers(settings)
+    by_name = {d.torch_device: d for d in devices}
     return [
         LocalWorker.from_settings(
             settings,
-            device.torch_device,
-            runner_factory(settings, device),
+            replica.primary,
+            runner_factory(settings, by_name[replica.primary], replica),
             encode=_encoder(settings),
         )
-        for device in devices
+        for replica in plan_replicas(settings, devices)
     ]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,14 @@ class MemoryReport:
     t5_fp8: QuantizeReport | None = None
 
 
-def apply_memory_profile(pipe: Any, plan: MemoryPlan, device: str) -> MemoryReport:
-    """Place a pipeline (on the CPU) on `device` according to `plan`, in place."""
+def apply_memory_profile(
+    pipe: Any, plan: MemoryPlan, device: str, devices: Mapping[str, str] | None = None
+) -> MemoryReport:
+    """Place a pipeline (on the CPU) on `device` according to `plan`, in place.
+
+    `devices` (component name -> device) splits a resident profile over several cards, e.g.
+    the text encoders on one and the transformer and VAE on another (fluxbot.placement).
+    """
     started = time.perf_counter()
     dev = torch.device(device)
     transformer_fp8 = t5_fp8 = None
@@ -131,6 +138,16 @@ def apply_memory_profile(pipe: Any, plan: MemoryPlan, device: str) -> MemoryRepo
         transformer_fp8=transformer_fp8,
         t5_fp8=t5_fp8,
     )
+
+
+def _place(pipe: Any, device: torch.device, devices: Mapping[str, str] | None) -> None:
+    """Everything on `device`, or each named component on its own device."""
+    if not devices:
+        pipe.to(device)
+        return
+    for name, where in devices.items():
+        getattr(pipe, name).to(torch.device(where))
+        log.info("memory: %s on %s", name, where)
 
 
 def enable_vae_tiling(vae: Any, tile: int) -> None:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,7 @@ class FluxRunner:
         self._embed_cache: OrderedDict[tuple[str, int], PromptEmbeds] = OrderedDict()
         self._embed_cache_size = embed_cache_size
         self.embed_cache_hits = 0
+        self.text_device: torch.device | None = None  # set when the encoders sit on another card
         self.profiles: tuple[MemoryProfile, SpeedProfile] = (
             MemoryProfile.FULL,
             SpeedProfile.EAGER,
@@ -156,22 +157,29 @@ class FluxRunner:
         speed: SpeedProfile = SpeedProfile.EAGER,
         cache_dir: Path | None = None,
         warm_sizes: Sequence[tuple[int, int]] = (),
+        component_devices: Mapping[str, str] | None = None,
     ) -> FluxRunner:
         """Load, place by memory profile, apply the speed profile, warm compiled shapes.
 
         A profile the device cannot run falls back with a logged reason (see
         fluxbot.memory_profiles and fluxbot.speed); `profiles` says what runs.
+        `component_devices` spreads the components over cards (the transformer's is `device`).
         """
         from fluxbot.memory_profiles import apply_memory_profile, plan_memory
         from fluxbot.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_up
 
+        if component_devices and component_devices.get("vae", device) != device:
+            # diffusers runs the denoising loop on its first module's device: the VAE's.
+            raise ValueError("the VAE must sit on the transformer's device")
         dtype = dtype or default_dtype(device)
         started = time.perf_counter()
         pipe = load_flux_pipeline(model, dtype)
         features = DeviceFeatures.probe(device)
         memory_plan = plan_memory(memory, device, fp8_matmul=features.fp8_matmul)
-        apply_memory_profile(pipe, memory_plan, device)
+        apply_memory_profile(pipe, memory_plan, device, component_devices)
         runner = cls(pipe, device, model_name=model, dtype=dtype, placed=True)
+        if component_devices and "text_encoder_2" in component_devices:
+            runner.text_device = torch.device(component_devices["text_encoder_2"])
         speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
         apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
         runner.profiles = (memory_plan.profile, speed_plan.profile)
@@ -202,15 +210,16 @@ class FluxRunner:
             self._embed_cache.move_to_end(key)
             self.embed_cache_hits += 1
             return cached
+        main = self._execution_device
         with torch.inference_mode():
             prompt_embeds, pooled, _ = self.pipe.encode_prompt(
                 prompt=prompt,
                 prompt_2=None,
-                device=self._execution_device,
+                device=self.text_device or main,
                 num_images_per_prompt=1,
                 max_sequence_length=max_sequence_length,
             )
-        embeds = PromptEmbeds(prompt_embeds, pooled)
+        embeds = PromptEmbeds(prompt_embeds.to(main), pooled.to(main))
         self._embed_cache[key] = embeds
         if len(self._embed_cache) > self._embed_cache_size:
             self._embed_cache.popitem(last=False)

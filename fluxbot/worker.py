@@ -103,6 +103,7 @@ class WorkerStatus:
     cleanups: int
     busy_remaining_s: float
     queue_depth: int = 0
+    profile: str | None = None  # "memory/speed" of the replica once loaded
 
     @property
     def current_job_id(self) -> str | None:
@@ -490,6 +491,10 @@ class LocalWorker(Worker):
     def estimate_s(self, request: GenerationRequest) -> float:
         return self._speed.estimate(request)
 
+    def _profile_label(self) -> str | None:
+        profiles = getattr(self._runner, "profiles", None)
+        return "/".join(str(p) for p in profiles) if profiles else None
+
     def status(self) -> WorkerStatus:
         running = self._current
         remaining = 0.0
@@ -508,6 +513,7 @@ class LocalWorker(Worker):
             cleanup_total_s=self._cleanup_total_s,
             cleanups=self._cleanups,
             busy_remaining_s=remaining,
+            profile=self._profile_label(),
         )
 
     # -- on the loop ----------------------------------------------------------------------------

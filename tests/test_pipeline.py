@@ -151,3 +151,14 @@ def test_missing_weights_say_what_to_download(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match=r"model_index\.json"):
         load_flux_pipeline(str(tmp_path / "empty"), torch.float32)
+
+
+def test_components_can_be_placed_one_by_one(tiny_runner: FluxRunner) -> None:
+    devices = {"transformer": "cpu", "vae": "cpu", "text_encoder": "cpu", "text_encoder_2": "cpu"}
+    split = FluxRunner.load("tiny-random", "cpu", component_devices=devices)
+    assert split.text_device == torch.device("cpu")
+    ours = tiny_runner.generate([fox()])[0].images[0]
+    theirs = split.generate([fox()])[0].images[0]
+    assert np.array_equal(_pixels(ours), _pixels(theirs))
+    with pytest.raises(ValueError, match="VAE"):
+        FluxRunner.load("tiny-random", "cpu", component_devices={**devices, "vae": "meta"})

@@ -30,6 +30,7 @@ async def test_gpu_for_admins_only(harness: BotHarness) -> None:
     assert record.ephemeral and reply.embeds
     fields = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
     assert {"VRAM", "Utilisation", "Queue depth", "Images done", "Mean s/image"} <= set(fields)
+    assert fields["Profile (memory/speed)"] == "full/eager"
     refused = await server.slash(server.alice, "gpu", strict=False)
     await wait_for(lambda: refused.messages, what="the refusal")
     assert refused.ephemeral and "admins" in refused.messages[-1].content
