@@ -65,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=DEFAULT_OUT)
     run.add_argument("--tag", default="")
 
+    scale = sub.add_parser("scale", help="queue throughput on one device, then on several")
+    scale.add_argument("--arch", choices=("full", "tiny"), default="full")
+    scale.add_argument("--devices", type=_csv, default=["cuda:0", "cuda:1"])
+    scale.add_argument("--work-dir", type=Path, default=Path("/tmp/fluxbench"))
+    scale.add_argument("--model-dir", type=Path, default=None, help="default: WORK/model-ARCH")
+    scale.add_argument("--jobs", type=int, default=40)
+    scale.add_argument("--size", type=int, default=1024)
+    scale.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    scale.add_argument("--tag", default="scale")
+
     child = sub.add_parser("child", help=argparse.SUPPRESS)
     common(child)
     child.add_argument("--task", choices=("restart", "memory"), required=True)
@@ -212,7 +222,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     if args.command == "run":
         return command_run(args)
+    if args.command == "scale":
+        return command_scale(args)
     return command_child(args)
+
+
+def command_scale(args: argparse.Namespace) -> int:
+    """Issue #7's multi-GPU measurement: one device, then all, same queue."""
+    from bench.model import ensure_saved
+    from bench.report import card_name, result_paths
+    from bench.scale import render_scale, run_scale
+
+    model_dir = args.model_dir or args.work_dir / f"model-{args.arch}"
+    ensure_saved(args.arch, model_dir, args.devices[0], log=_log)
+    result = run_scale(model_dir, args.devices, args.jobs, args.size)
+    card = card_name(args.devices[0])
+    json_path, md_path = result_paths(args.out, args.devices[0], args.tag)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2, default=str))
+    md_path.write_text(render_scale(result, f"{len(args.devices)} x {card}"))
+    _log(f"speed-up {result['speedup']:.2f}x; wrote {json_path}")
+    return 0
 
 
 if __name__ == "__main__":

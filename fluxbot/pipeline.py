@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 TINY_RANDOM = "tiny-random"
 DEFAULT_EMBED_CACHE = 64
 PREVIEW_MAX_SIDE = 128
+# diffusers/accelerate build models under a process-wide monkeypatch (init_empty_weights): any
+# module another thread creates meanwhile (a second replica's load, or its q/k/v fusion) gets
+# meta parameters. Replicas are therefore built one at a time.
+_BUILD_LOCK = threading.Lock()
 
 
 class ModelLoadError(Exception):
@@ -173,15 +177,16 @@ class FluxRunner:
             raise ValueError("the VAE must sit on the transformer's device")
         dtype = dtype or default_dtype(device)
         started = time.perf_counter()
-        pipe = load_flux_pipeline(model, dtype)
-        features = DeviceFeatures.probe(device)
-        memory_plan = plan_memory(memory, device, fp8_matmul=features.fp8_matmul)
-        apply_memory_profile(pipe, memory_plan, device, component_devices)
-        runner = cls(pipe, device, model_name=model, dtype=dtype, placed=True)
-        if component_devices and "text_encoder_2" in component_devices:
-            runner.text_device = torch.device(component_devices["text_encoder_2"])
-        speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
-        apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
+        with _BUILD_LOCK:
+            pipe = load_flux_pipeline(model, dtype)
+            features = DeviceFeatures.probe(device)
+            memory_plan = plan_memory(memory, device, fp8_matmul=features.fp8_matmul)
+            apply_memory_profile(pipe, memory_plan, device, component_devices)
+            runner = cls(pipe, device, model_name=model, dtype=dtype, placed=True)
+            if component_devices and "text_encoder_2" in component_devices:
+                runner.text_device = torch.device(component_devices["text_encoder_2"])
+            speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
+            apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
         runner.profiles = (memory_plan.profile, speed_plan.profile)
         loaded = time.perf_counter()
         log.info(

@@ -56,3 +56,24 @@ def test_tiny_run_writes_results(tmp_path: Path) -> None:
 def test_markdown_marks_missing_numbers() -> None:
     text = render_markdown({"environment": {"card": "X"}, "stock": {}, "profiles": {"fast": {}}})
     assert text.startswith("# fluxbot benchmark: X")
+
+
+def test_scale_runs_one_device_then_all(tmp_path: Path) -> None:
+    code = main(
+        [
+            "scale",
+            "--arch", "tiny",
+            "--devices", "cpu,cpu",
+            "--jobs", "4",
+            "--size", "128",
+            "--work-dir", str(tmp_path / "work"),
+            "--out", str(tmp_path / "out"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (json_path,) = (tmp_path / "out").glob("*-scale.json")
+    result = json.loads(json_path.read_text())
+    assert result["one_device"]["jobs_per_device"] == {"cpu": 4}
+    assert sum(result["all_devices"]["jobs_per_device"].values()) == 4
+    assert not result["all_devices"]["failed"] and result["speedup"] > 0
+    assert "Speed-up" in json_path.with_suffix(".md").read_text()
