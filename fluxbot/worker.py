@@ -118,14 +118,20 @@ class Worker(ABC):
     """A device the scheduler can hand batches to; all methods are called on the event loop."""
 
     device: str
+    _state: WorkerState
+    _startup: asyncio.Task[None] | None = None  # what `start` set going (load, connect)
 
     @abstractmethod
     def start(self) -> None:
         """Begin loading the pipeline in the background (call with the event loop running)."""
 
-    @abstractmethod
     async def wait_ready(self) -> bool:
         """Wait until the device can take a batch; False if it never will (dead or closed)."""
+        if self._startup is None:
+            self.start()
+        if self._startup is not None:
+            await asyncio.shield(self._startup)
+        return self._state in (WorkerState.IDLE, WorkerState.BUSY)
 
     @abstractmethod
     async def run(self, batch: Sequence[Job], events: EventSink) -> list[JobOutcome]:
@@ -336,7 +342,7 @@ class LocalWorker(Worker):
         self._state = WorkerState.LOADING
         self._thread: DeviceThread | None = None
         self._runner: Runner | None = None
-        self._loading: asyncio.Task[None] | None = None
+        self._startup: asyncio.Task[None] | None = None
         self._current: _Running | None = None
         self._threads_started = 0
         self._warm = False
@@ -370,8 +376,8 @@ class LocalWorker(Worker):
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._loading is None and self._state is not WorkerState.CLOSED:
-            self._loading = asyncio.get_running_loop().create_task(self._load())
+        if self._startup is None and self._state is not WorkerState.CLOSED:
+            self._startup = asyncio.get_running_loop().create_task(self._load())
 
     async def _load(self) -> None:
         self._state = WorkerState.LOADING
@@ -394,17 +400,10 @@ class LocalWorker(Worker):
         self._warm = False
         self._state = WorkerState.IDLE
 
-    async def wait_ready(self) -> bool:
-        if self._loading is None:
-            self.start()
-        if self._loading is not None:
-            await asyncio.shield(self._loading)
-        return self._state in (WorkerState.IDLE, WorkerState.BUSY)
-
     async def close(self) -> None:
         self._state = WorkerState.CLOSED
-        if self._loading is not None and not self._loading.done():
-            self._loading.cancel()
+        if self._startup is not None and not self._startup.done():
+            self._startup.cancel()
         if self._thread is not None:
             self._thread.shutdown()
         self._encode_pool.shutdown(wait=False, cancel_futures=True)
@@ -558,7 +557,7 @@ class LocalWorker(Worker):
         self._thread = None
         self._runner = None
         self._state = WorkerState.LOADING
-        self._loading = asyncio.get_running_loop().create_task(self._load())
+        self._startup = asyncio.get_running_loop().create_task(self._load())
         return None
 
     def _outcome(

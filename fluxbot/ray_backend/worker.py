@@ -59,7 +59,7 @@ class RayWorker(Worker):
         self._owns_actor = owns_actor
         self._speed = speed or SpeedModel()
         self._state = WorkerState.LOADING
-        self._connecting: asyncio.Task[None] | None = None
+        self._startup: asyncio.Task[None] | None = None
         self._current: _RemoteBatch | None = None
         self._stream: Any | None = None
         self._remote_status: WorkerStatus | None = None
@@ -72,8 +72,8 @@ class RayWorker(Worker):
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._connecting is None and self._state is not WorkerState.CLOSED:
-            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        if self._startup is None and self._state is not WorkerState.CLOSED:
+            self._startup = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
         """Wait until the actor's pipeline is loaded; a restarting actor is waited for, and a
@@ -123,27 +123,20 @@ class RayWorker(Worker):
         self._warm = False
         self._state = WorkerState.IDLE
 
-    async def wait_ready(self) -> bool:
-        if self._connecting is None:
-            self.start()
-        if self._connecting is not None:
-            await asyncio.shield(self._connecting)
-        return self._state in (WorkerState.IDLE, WorkerState.BUSY)
-
     def _lost(self, exc: BaseException) -> None:
         """The actor or its node died: out of the rotation until it is ready again."""
         log.warning("lost the Ray worker %s (%s); waiting for it to rejoin", self.device, exc)
         if self._state is WorkerState.CLOSED:
             return
         self._state = WorkerState.LOADING
-        self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        self._startup = asyncio.get_running_loop().create_task(self._connect())
 
     async def close(self) -> None:
         import ray
 
         self._state = WorkerState.CLOSED
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
+        if self._startup is not None and not self._startup.done():
+            self._startup.cancel()
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 ray.cancel(self._stream)
