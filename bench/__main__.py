@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--size", type=int, default=1024)
     scale.add_argument("--out", type=Path, default=DEFAULT_OUT)
     scale.add_argument("--tag", default="scale")
+    scale.add_argument(
+        "--split-cap-gib", type=float, default=0.0, help="also check split placement (0: skip)"
+    )
 
     child = sub.add_parser("child", help=argparse.SUPPRESS)
     common(child)
@@ -231,17 +234,34 @@ def command_scale(args: argparse.Namespace) -> int:
     """Issue #7's multi-GPU measurement: one device, then all, same queue."""
     from bench.model import ensure_saved
     from bench.report import card_name, result_paths
-    from bench.scale import render_scale, run_scale
+    from bench.scale import render_scale, render_split, run_scale, run_split
 
     model_dir = args.model_dir or args.work_dir / f"model-{args.arch}"
     ensure_saved(args.arch, model_dir, args.devices[0], log=_log)
-    result = run_scale(model_dir, args.devices, args.jobs, args.size)
     card = card_name(args.devices[0])
+    if args.jobs == 0:  # the split placement check alone
+        split = run_split(model_dir, args.devices, args.split_cap_gib, args.size)
+        json_path, md_path = result_paths(args.out, args.devices[0], args.tag)
+        json_path.write_text(json.dumps({"split": split}, indent=2, default=str))
+        md_path.write_text(
+            "\n".join([f"# fluxbot: {len(args.devices)} x {card}", "", *render_split(split)])
+        )
+        _log(f"split placement: {split}")
+        return 0
+    result = run_scale(model_dir, args.devices, args.jobs, args.size)
     json_path, md_path = result_paths(args.out, args.devices[0], args.tag)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2, default=str))
-    md_path.write_text(render_scale(result, f"{len(args.devices)} x {card}"))
+
+    def save() -> None:
+        json_path.write_text(json.dumps(result, indent=2, default=str))
+        md_path.write_text(render_scale(result, f"{len(args.devices)} x {card}"))
+
+    save()
     _log(f"speed-up {result['speedup']:.2f}x; wrote {json_path}")
+    if args.split_cap_gib and len(args.devices) > 1:
+        result["split"] = run_split(model_dir, args.devices, args.split_cap_gib, args.size)
+        save()
+        _log(f"split placement: {result['split']}")
     return 0
 
 

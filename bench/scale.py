@@ -8,14 +8,21 @@ images/s for each, the speed-up, and how busy each device was.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from bench.measure import peak_gib, reset_peak, sync
+from fluxbot.config import MemoryProfile
+from fluxbot.gpu import discover_devices
 from fluxbot.images import encode_result
 from fluxbot.jobs import Job
 from fluxbot.pipeline import FluxRunner
+from fluxbot.placement import plan_placement
 from fluxbot.requests import GenerationRequest
 from fluxbot.scheduler import Scheduler
 from fluxbot.worker import LocalWorker
@@ -62,6 +69,8 @@ async def _queue_run(
         for w in workers
     }
     await scheduler.shutdown()
+    del workers, scheduler
+    release(devices)
     return {
         "devices": list(devices),
         "jobs": len(requests),
@@ -70,6 +79,82 @@ async def _queue_run(
         "images_per_s": len(requests) / wall,
         "jobs_per_device": per_device,
         "busy_fraction": busy,
+    }
+
+
+def release(devices: Sequence[str]) -> None:
+    """Free what closed workers held, so the next run starts with empty cards."""
+    gc.collect()
+    for device in devices:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+
+
+def _time_images(runner: FluxRunner, request: GenerationRequest, repeats: int) -> list[float]:
+    runner.generate([request.with_seed(request.seed + 1000)])  # warm-up (allocations, kernels)
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        runner.generate([request.with_seed(request.seed + 1 + i)])
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def run_split(
+    model_dir: Path, devices: Sequence[str], cap_gib: float, size: int, repeats: int = 3
+) -> dict[str, Any]:
+    """Split placement on real cards: the `full` profile planned for cards capped at
+    `cap_gib` each (too small for the model, enough for a pair), the cap enforced by the
+    allocator; the same seed is also made on one uncapped card, and the pixels compared."""
+    import numpy as np
+
+    first, second = devices[0], devices[1]
+    request = GenerationRequest(prompt="split placement check", seed=7, width=size, height=size)
+
+    alone = FluxRunner.load(str(model_dir), first)
+    reference = np.asarray(alone.generate([request])[0].images[0]).astype(np.float64)
+    alone_s = _time_images(alone, request, repeats)
+    del alone
+    release(devices)
+
+    cap = int(cap_gib * 2**30)
+    infos = {d.torch_device: d for d in discover_devices()}
+    plan = plan_placement(
+        MemoryProfile.FULL, [(infos[first], cap), (infos[second], cap)], ram_available=0
+    )
+    replica = plan.replicas[0]
+    if not replica.is_split:
+        raise RuntimeError(f"expected a split replica at {cap_gib} GiB per card: {replica}")
+    for device in (first, second):
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(cap / total, device)
+        reset_peak(device)
+    try:
+        components = {str(k): v for k, v in replica.devices.items()}
+        started = time.perf_counter()
+        runner = FluxRunner.load(str(model_dir), replica.primary, component_devices=components)
+        load_s = time.perf_counter() - started
+        image = np.asarray(runner.generate([request])[0].images[0]).astype(np.float64)
+        split_s = _time_images(runner, request, repeats)
+        for device in (first, second):
+            sync(device)
+        peaks = {device: peak_gib(device) for device in (first, second)}
+        del runner
+    finally:
+        release(devices)
+        for device in (first, second):
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
+    diff = float(np.abs(image - reference).mean())
+    return {
+        "cap_gib_per_card": cap_gib,
+        "reason": replica.reason,
+        "components": components,
+        "load_s": load_s,
+        "split_s_per_image": sorted(split_s)[len(split_s) // 2],
+        "one_card_s_per_image": sorted(alone_s)[len(alone_s) // 2],
+        "peak_gib": peaks,
+        "mean_abs_diff_vs_one_card": diff,
     }
 
 
@@ -91,20 +176,39 @@ def run_scale(
 def render_scale(result: dict[str, Any], card: str) -> str:
     one, every = result["one_device"], result["all_devices"]
     busy = ", ".join(f"{d} {f:.0%}" for d, f in every["busy_fraction"].items())
-    return "\n".join(
-        [
-            f"# fluxbot scaling: {card}",
-            "",
-            f"{every['jobs']} jobs of {result['size']}² through the real scheduler.",
-            "",
-            "| devices | img/s | wall s | jobs per device |",
-            "|---|---|---|---|",
-            f"| {', '.join(one['devices'])} | {one['images_per_s']:.2f} | {one['wall_s']:.1f} | "
-            f"{one['jobs_per_device']} |",
-            f"| {', '.join(every['devices'])} | {every['images_per_s']:.2f} | "
-            f"{every['wall_s']:.1f} | {every['jobs_per_device']} |",
-            "",
-            f"Speed-up: {result['speedup']:.2f}x; busy: {busy}.",
-            "",
-        ]
-    )
+    lines = [
+        f"# fluxbot scaling: {card}",
+        "",
+        f"{every['jobs']} jobs of {result['size']}² through the real scheduler.",
+        "",
+        "| devices | img/s | wall s | jobs per device |",
+        "|---|---|---|---|",
+        f"| {', '.join(one['devices'])} | {one['images_per_s']:.2f} | {one['wall_s']:.1f} | "
+        f"{one['jobs_per_device']} |",
+        f"| {', '.join(every['devices'])} | {every['images_per_s']:.2f} | "
+        f"{every['wall_s']:.1f} | {every['jobs_per_device']} |",
+        "",
+        f"Speed-up: {result['speedup']:.2f}x; busy: {busy}.",
+        "",
+    ]
+    if result.get("split"):
+        lines += render_split(result["split"])
+    return "\n".join(lines)
+
+
+def render_split(split: dict[str, Any]) -> list[str]:
+    peaks = ", ".join(f"{d} {g:.1f} GiB" for d, g in split["peak_gib"].items())
+    return [
+        f"## Split placement (each card capped at {split['cap_gib_per_card']:g} GiB)",
+        "",
+        f"{split['reason']}.",
+        "",
+        "| placement | s/image (1024², median of 3) | peak VRAM allocated |",
+        "|---|---|---|",
+        f"| one card, uncapped | {split['one_card_s_per_image']:.3f} | – |",
+        f"| split over two capped cards | {split['split_s_per_image']:.3f} | {peaks} |",
+        "",
+        f"Same seed, split vs one card: mean abs diff {split['mean_abs_diff_vs_one_card']:.2f}"
+        f" / 255 (8-bit RGB); split load {split['load_s']:.1f} s.",
+        "",
+    ]

@@ -111,14 +111,18 @@ def apply_memory_profile(
         fuse_qkv_(pipe.vae)
     match plan.profile:
         case MemoryProfile.FULL:
-            pipe.to(dev)
+            _place(pipe, dev, devices)
             fuse_qkv_(pipe.transformer)
             fuse_qkv_(pipe.vae)
         case MemoryProfile.FP8:
             chooser = flux_transformer_chooser(dynamic=plan.fp8_compute, modulation=True)
-            transformer_fp8 = quantize_linears_(pipe.transformer, chooser, dev)
-            t5_fp8 = quantize_linears_(pipe.text_encoder_2, t5_chooser, dev)
-            pipe.to(dev)
+            transformer_fp8 = quantize_linears_(
+                pipe.transformer, chooser, _target(dev, devices, "transformer")
+            )
+            t5_fp8 = quantize_linears_(
+                pipe.text_encoder_2, t5_chooser, _target(dev, devices, "text_encoder_2")
+            )
+            _place(pipe, dev, devices)
         case MemoryProfile.OFFLOAD:
             pipe.enable_model_cpu_offload(device=dev)
         case MemoryProfile.LOWVRAM:
@@ -140,14 +144,39 @@ def apply_memory_profile(
     )
 
 
+def _target(device: torch.device, devices: Mapping[str, str] | None, name: str) -> torch.device:
+    return torch.device(devices[name]) if devices and name in devices else device
+
+
 def _place(pipe: Any, device: torch.device, devices: Mapping[str, str] | None) -> None:
-    """Everything on `device`, or each named component on its own device."""
+    """Each component straight onto its own device (`devices`, else `device`): never the whole
+    pipeline onto one card first, which a split exists because it cannot hold."""
     if not devices:
         pipe.to(device)
         return
-    for name, where in devices.items():
-        getattr(pipe, name).to(torch.device(where))
-        log.info("memory: %s on %s", name, where)
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            where = _target(device, devices, name)
+            component.to(where)
+            log.info("memory: %s on %s", name, where)
+    pin_execution_device(pipe, _target(device, devices, "transformer"))
+
+
+def pin_execution_device(pipe: Any, device: torch.device) -> None:
+    """Make the denoising loop run on `device`. For a split pipeline diffusers would pick the
+    first accelerator component in name order, the text encoders' card (each encoder itself
+    runs where its weights are either way)."""
+    base = type(pipe)
+    if getattr(base, "_pinned_device", None) is not None:
+        base = base.__mro__[1]
+    pipe.__class__ = type(
+        base.__name__,
+        (base,),
+        {
+            "_pinned_device": device,
+            "_execution_device": property(lambda self: self._pinned_device),
+        },
+    )
 
 
 def enable_vae_tiling(vae: Any, tile: int) -> None:

@@ -173,7 +173,7 @@ class FluxRunner:
         from fluxbot.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_up
 
         if component_devices and component_devices.get("vae", device) != device:
-            # diffusers runs the denoising loop on its first module's device: the VAE's.
+            # The runner decodes the transformer's latents where they are.
             raise ValueError("the VAE must sit on the transformer's device")
         dtype = dtype or default_dtype(device)
         started = time.perf_counter()

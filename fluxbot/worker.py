@@ -407,6 +407,7 @@ class LocalWorker(Worker):
         if self._thread is not None:
             self._thread.shutdown()
         self._encode_pool.shutdown(wait=False, cancel_futures=True)
+        self._runner = None  # a call still on the device thread keeps its own reference
 
     # -- running --------------------------------------------------------------------------------
 

@@ -64,3 +64,28 @@ def test_vae_tiling_tiles_a_1024_image() -> None:
     assert pipe.vae.use_tiling
     assert pipe.vae.tile_sample_min_size == 512
     assert pipe.vae.tile_latent_min_size == 512 // 8
+
+
+@pytest.mark.parametrize("profile", [MemoryProfile.FULL, MemoryProfile.FP8])
+def test_a_split_puts_each_component_straight_onto_its_card(profile: MemoryProfile) -> None:
+    # The split exists because the primary card cannot hold everything: the text encoders
+    # must go to their own card directly, never through the primary. "meta" stands in for
+    # the primary card here, "cpu" for the encoders' card.
+    pipe = load_flux_pipeline("tiny-random", torch.float32)
+    devices = {"transformer": "meta", "vae": "meta", "text_encoder": "cpu", "text_encoder_2": "cpu"}
+    plan = plan_memory(profile, "cpu", fp8_matmul=False)
+    apply_memory_profile(pipe, plan, "meta", devices)
+    for name, where in devices.items():
+        tensors = [*getattr(pipe, name).parameters(), *getattr(pipe, name).buffers()]
+        assert {t.device.type for t in tensors} == {where}, name
+    # The denoising loop runs on the transformer's card, not the first one diffusers finds.
+    assert pipe._execution_device == torch.device("meta")
+
+
+def test_a_split_pipeline_generates_on_the_transformers_device() -> None:
+    pipe = load_flux_pipeline("tiny-random", torch.float32)
+    devices = {"transformer": "cpu", "vae": "cpu", "text_encoder": "meta", "text_encoder_2": "meta"}
+    assert pipe._execution_device == torch.device("cpu")
+    apply_memory_profile(pipe, plan_memory(MemoryProfile.FULL, "cpu"), "cpu", devices)
+    assert pipe._execution_device == torch.device("cpu")  # unpinned, diffusers says "meta"
+    assert type(pipe).__name__ == "FluxPipeline" and pipe.transformer.device.type == "cpu"
