@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-cap-gib", type=float, default=0.0, help="also check split placement (0: skip)"
     )
 
+    probe = sub.add_parser("probe", help="where the time goes: stage and lever probes")
+    probe.add_argument("--device", default="cuda")
+    probe.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    probe.add_argument("--budget-s", type=float, default=300.0, help="for transformer variants")
     child = sub.add_parser("child", help=argparse.SUPPRESS)
     common(child)
     child.add_argument("--task", choices=("restart", "memory"), required=True)
@@ -227,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command_run(args)
     if args.command == "scale":
         return command_scale(args)
+    if args.command == "probe":
+        from bench.probe import run_probe
+
+        run_probe(args.out, args.device, args.budget_s, _log)
+        return 0
     return command_child(args)
 
 

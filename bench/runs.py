@@ -135,6 +135,7 @@ def run_stock(ctx: Context, cases: list[str], with_queue: bool) -> dict[str, Any
     from diffusers import FluxPipeline
 
     device = ctx.device
+    plain_script_switches()
     out_dir = ctx.work_dir / "images" / "stock"
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -225,6 +226,24 @@ class _Loaded:
     memory: Any
 
 
+def apply_bot_switches(device: str) -> None:
+    """The process-wide torch switches fluxbot.engine sets for a device before loading."""
+    from fluxbot.gpu import apply_vendor_settings, discover_devices
+
+    wanted = torch.device(device)
+    if wanted.type == "cuda" and wanted.index is None:
+        wanted = torch.device("cuda", torch.cuda.current_device())
+    for info in discover_devices():
+        if torch.device(info.torch_device) == wanted:
+            apply_vendor_settings(info)
+
+
+def plain_script_switches() -> None:
+    """torch's defaults, as a plain diffusers script runs (fluxbot's runs may have set others)."""
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.benchmark = False
+
+
 def load_fluxbot(
     ctx: Context,
     speed_profile: Any,
@@ -244,6 +263,7 @@ def load_fluxbot(
     device = ctx.device
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    apply_bot_switches(device)
     pipe = load_flux_pipeline(str(ctx.model_dir), ctx.dtype)
     features = DeviceFeatures.probe(device)
     memory = memory_profile or MemoryProfile.FULL
@@ -454,6 +474,7 @@ def _describe_speed(report: Any) -> dict[str, Any] | None:
         "fused_qkv": report.fused_qkv,
         "channels_last": report.channels_last,
         "compiled": report.compiled,
+        "graphed": report.graphed,
         "reasons": list(plan.reasons),
     }
     if report.fp8 is not None:

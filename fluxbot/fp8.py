@@ -103,6 +103,8 @@ class Fp8Linear(nn.Module):
             return F.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
         rows = x.reshape(-1, self.in_features)
         xq, x_scale = quantize_rowwise(rows)
+        # Fast accumulation: 1330-1400 vs 1160-1230 TFLOP/s at FLUX's shapes on an H200
+        # (bench probe), the inference setting torchao uses too.
         out = torch._scaled_mm(
             xq,
             self.qweight.t(),
@@ -110,6 +112,7 @@ class Fp8Linear(nn.Module):
             scale_b=self.weight_scale,
             bias=self.bias,
             out_dtype=x.dtype,
+            use_fast_accum=True,
         )
         return out.reshape(*x.shape[:-1], self.out_features)
 
