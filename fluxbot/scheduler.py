@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fluxbot.jobs import (
     FinishedEvent,
@@ -286,6 +286,8 @@ class Scheduler:
         self._dispatchers: dict[Worker, asyncio.Task[None]] = {}
         self._wakes: dict[Worker, asyncio.Event] = {}
         self._finishing: set[asyncio.Task[None]] = set()
+        # Running jobs' "last denoising step reached" signals (see _until_next_batch).
+        self._last_steps: dict[str, asyncio.Event] = {}
         self._shutdown_handed_back: list[JobHandle] = []
         self._paused = False
         self._closing = False
@@ -482,23 +484,58 @@ class Scheduler:
     async def _dispatch(self, worker: Worker) -> None:
         """One worker's loop: wait for its device and for work, take a batch, run it."""
         wake = self._wakes[worker]
-        while not self._closing:
-            if not await worker.wait_ready():
-                log.error("the worker on %s is out of service", worker.device)
-                break
-            while not self._closing and (self._paused or not self._queue):
-                wake.clear()
-                await wake.wait()
-            if self._closing:
-                break
-            batch = self._take_batch()
-            try:
-                await self._run_batch(worker, batch)
-            except Exception:
-                log.exception("dispatching to %s failed", worker.device)
+        inflight: list[tuple[asyncio.Task[None], asyncio.Event]] = []
+        try:
+            while not self._closing:
+                if not await worker.wait_ready():
+                    log.error("the worker on %s is out of service", worker.device)
+                    break
+                while not self._closing and (self._paused or not self._queue):
+                    wake.clear()
+                    await wake.wait()
+                if self._closing:
+                    break
+                batch = self._take_batch()
+                last_step = asyncio.Event()
+                task = asyncio.get_running_loop().create_task(
+                    self._run_batch(worker, batch, last_step)
+                )
+                inflight.append((task, last_step))
+                inflight = await self._until_next_batch(worker, inflight)
+            if inflight:
+                await asyncio.wait([task for task, _ in inflight])
+        except asyncio.CancelledError:
+            for task, _ in inflight:
+                task.cancel()
+            raise
         del self._dispatchers[worker]
         if not self._dispatchers and not self._closing:
             self._lost_all_devices()
+
+    async def _until_next_batch(
+        self, worker: Worker, inflight: list[tuple[asyncio.Task[None], asyncio.Event]]
+    ) -> list[tuple[asyncio.Task[None], asyncio.Event]]:
+        """Wait until `worker` should get its next batch: when nothing runs there, or, for a
+        worker that accepts a batch while busy, when the one batch it runs is on its last
+        denoising step (its final step and VAE decode still keep the device busy, so the next
+        batch is waiting there the moment this one ends, while it is taken from the fair
+        queue as late as that allows). Returns the batches still in flight."""
+        while True:
+            inflight = [(task, last) for task, last in inflight if not task.done()]
+            if not inflight:
+                return inflight
+            if worker.accepts_lookahead and len(inflight) == 1 and inflight[0][1].is_set():
+                return inflight
+            waits: set[asyncio.Future[Any]] = {task for task, _ in inflight}
+            signal = None
+            if worker.accepts_lookahead and len(inflight) == 1:
+                signal = asyncio.ensure_future(inflight[0][1].wait())
+                waits.add(signal)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if signal is not None:
+                    signal.cancel()
 
     def _take_batch(self) -> list[Job]:
         """The next job in round-robin order, plus compatible small ones when batching is on."""
@@ -527,8 +564,24 @@ class Scheduler:
             and request.image_count < self.max_batch_images
         )
 
-    async def _run_batch(self, worker: Worker, batch: list[Job]) -> None:
+    async def _run_batch(
+        self, worker: Worker, batch: list[Job], last_step: asyncio.Event | None = None
+    ) -> None:
+        try:
+            await self._run_batch_guarded(worker, batch, last_step)
+        except Exception:
+            log.exception("dispatching to %s failed", worker.device)
+        finally:
+            for job in batch:
+                self._last_steps.pop(job.job_id, None)
+
+    async def _run_batch_guarded(
+        self, worker: Worker, batch: list[Job], last_step: asyncio.Event | None
+    ) -> None:
         now = time.time()
+        if last_step is not None:
+            for job in batch:
+                self._last_steps[job.job_id] = last_step
         for job in batch:
             handle = self._handles[job.job_id]
             handle.status = JobStatus.RUNNING
@@ -605,6 +658,10 @@ class Scheduler:
         ]
 
     def _on_worker_event(self, event: JobEvent) -> None:
+        if isinstance(event, ProgressEvent) and event.step >= event.total:
+            last_step = self._last_steps.get(event.job_id)
+            if last_step is not None:
+                last_step.set()
         handle = self._handles.get(event.job_id)
         if handle is not None and handle.status is JobStatus.RUNNING:
             self._emit(handle, event)

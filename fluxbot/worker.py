@@ -120,6 +120,10 @@ class Worker(ABC):
     device: str
     _state: WorkerState
     _startup: asyncio.Task[None] | None = None  # what `start` set going (load, connect)
+    # Whether `run` may be called again while a batch runs: the new batch then waits on the
+    # device and starts the moment the one ahead ends (the scheduler hands it over during the
+    # running batch's last step, so the device never waits for the scheduler).
+    accepts_lookahead: bool = False
 
     @abstractmethod
     def start(self) -> None:
@@ -248,12 +252,13 @@ class _Failure:
 
 @dataclass(slots=True)
 class _Running:
-    """The batch on the device now."""
+    """A batch handed to the device thread: waiting behind the one ahead, then on the device."""
 
     jobs: tuple[Job, ...]
     cancel: threading.Event
-    started: float
     estimate_s: float
+    started: float | None = None  # monotonic time the device thread began it
+    call: Future[Any] | None = None  # the device-thread call, cancelled if it never started
     cancelled: set[str] = field(default_factory=set)
     timed_out: bool = False
     retried: bool = False
@@ -343,7 +348,8 @@ class LocalWorker(Worker):
         self._thread: DeviceThread | None = None
         self._runner: Runner | None = None
         self._startup: asyncio.Task[None] | None = None
-        self._current: _Running | None = None
+        self._current: _Running | None = None  # on the device now
+        self._inflight: list[_Running] = []  # handed to the device thread, in order
         self._threads_started = 0
         self._warm = False
         self._jobs_done = 0
@@ -411,6 +417,8 @@ class LocalWorker(Worker):
 
     # -- running --------------------------------------------------------------------------------
 
+    accepts_lookahead = True
+
     async def run(self, batch: Sequence[Job], events: EventSink) -> list[JobOutcome]:
         if not await self.wait_ready() or self._runner is None or self._thread is None:
             raise WorkerUnavailable(f"the worker on {self.device} is {self._state}")
@@ -418,35 +426,46 @@ class LocalWorker(Worker):
         running = _Running(
             jobs=tuple(batch),
             cancel=threading.Event(),
-            started=time.monotonic(),
             estimate_s=sum(self.estimate_s(job.request) for job in batch),
         )
-        self._current = running
-        self._state = WorkerState.BUSY
         loop = asyncio.get_running_loop()
+        on_device: asyncio.Future[None] = loop.create_future()
+
+        def began() -> None:  # on the device thread, as the batch starts
+            running.started = time.monotonic()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                loop.call_soon_threadsafe(self._on_device, running, on_device)
 
         def on_step(progress: StepProgress) -> None:  # on the device thread
-            # RuntimeError: the loop is closed, so nobody is listening any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._forward_progress, running, progress, events)
 
         requests = [job.request for job in batch]
         want_preview = any(job.want_preview for job in batch)
-        future = thread.submit(
-            lambda: self._generate_guarded(runner, requests, running, on_step, want_preview)
+        running.call = thread.submit(
+            lambda: self._device_call(
+                runner, thread, requests, running, on_step, want_preview, began
+            )
         )
-        waiting = asyncio.wrap_future(future)
+        waiting = asyncio.wrap_future(running.call)
         waiting.add_done_callback(_consume_exception)
+        self._inflight.append(running)
         try:
+            # Behind another batch, this one waits for the device; its time limit starts then.
+            await asyncio.wait({on_device, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.cancelled():
+                raise WorkerUnavailable(f"the device thread of {self.device} was replaced")
             try:
                 results = await asyncio.wait_for(asyncio.shield(waiting), self.timeout_s)
             except TimeoutError:
                 results = await self._stop_overdue(running, waiting)
         finally:
-            self._current = None
-            if self._state is WorkerState.BUSY:
+            self._inflight.remove(running)
+            if self._current is running:
+                self._current = None
+            if self._current is None and self._state is WorkerState.BUSY:
                 self._state = WorkerState.IDLE
-        seconds = time.monotonic() - running.started
+        seconds = time.monotonic() - (running.started or time.monotonic())
         outcomes = [self._outcome(running, job, results, i) for i, job in enumerate(batch)]
         if all(o.status is JobStatus.DONE for o in outcomes) and not running.retried:
             # The first batch of a fresh replica pays for warm-up (allocations, autotuning,
@@ -459,9 +478,16 @@ class LocalWorker(Worker):
             self._jobs_done += sum(1 for o in outcomes if o.result is not None)
             self._images_done += images
             self._device_seconds += seconds
-        if results is not None and self._thread is thread:
-            thread.submit(lambda: self._after_batch(len(batch)))
         return outcomes
+
+    def _on_device(self, running: _Running, on_device: asyncio.Future[None]) -> None:
+        """On the loop, first of the batch's callbacks: it is the device's batch from now."""
+        if running in self._inflight:
+            self._current = running
+            if self._state is WorkerState.IDLE:
+                self._state = WorkerState.BUSY
+        if not on_device.done():
+            on_device.set_result(None)
 
     async def finish(self, outcome: JobOutcome) -> JobOutcome:
         if outcome.status is not JobStatus.DONE or outcome.result is None or self._encode is None:
@@ -480,8 +506,8 @@ class LocalWorker(Worker):
         return outcome
 
     def cancel(self, job_id: str) -> bool:
-        running = self._current
-        if running is None or job_id not in running.job_ids:
+        running = next((r for r in self._inflight if job_id in r.job_ids), None)
+        if running is None:
             return False
         running.cancelled.add(job_id)
         if running.cancelled >= set(running.job_ids):
@@ -498,8 +524,9 @@ class LocalWorker(Worker):
     def status(self) -> WorkerStatus:
         running = self._current
         remaining = 0.0
-        if running is not None:
+        if running is not None and running.started is not None:
             remaining = max(0.0, running.estimate_s - (time.monotonic() - running.started))
+        remaining += sum(r.estimate_s for r in self._inflight if r.started is None)
         return WorkerStatus(
             device=self.device,
             state=self._state,
@@ -555,6 +582,9 @@ class LocalWorker(Worker):
         )
         if self._thread is not None:
             self._thread.shutdown()
+        for queued in self._inflight:  # behind the stuck batch: they go back to the queue
+            if queued.started is None and queued.call is not None:
+                queued.call.cancel()
         self._thread = None
         self._runner = None
         self._state = WorkerState.LOADING
@@ -586,6 +616,24 @@ class LocalWorker(Worker):
         return JobOutcome(job.job_id, item.status, error=item.message, device=self.device)
 
     # -- on the device thread -------------------------------------------------------------------
+
+    def _device_call(
+        self,
+        runner: Runner,
+        thread: DeviceThread,
+        requests: Sequence[GenerationRequest],
+        running: _Running,
+        on_step: Callable[[StepProgress], None],
+        want_preview: bool,
+        began: Callable[[], None],
+    ) -> list[GenerationResult | _Failure]:
+        """One batch on the device thread, then the between-batches cleanup check (here, so it
+        runs before the batch waiting behind this one, and never on an abandoned thread)."""
+        began()
+        results = self._generate_guarded(runner, requests, running, on_step, want_preview)
+        if self._thread is thread:
+            self._after_batch(len(requests))
+        return results
 
     def _generate_guarded(
         self,

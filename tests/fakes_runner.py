@@ -51,6 +51,8 @@ class FakeRunner:
     - `fail_prompts`: calls with these prompts raise a multi-line RuntimeError.
     - `oom_prompts`: calls with these prompts raise torch.OutOfMemoryError, `oom_times` times
       in all (so 1 means the retry succeeds).
+    - `gates`: (prompt, step) -> event: the call waits for the event before that step (step
+      `steps + 1`: after the last step, before returning), giving up when cancelled.
     """
 
     device: str = "cpu"
@@ -61,6 +63,7 @@ class FakeRunner:
     oom_prompts: set[str] = field(default_factory=set)
     oom_times: int = 1
     step_s: float = 0.0
+    gates: dict[tuple[str, int], threading.Event] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 
@@ -90,6 +93,7 @@ class FakeRunner:
                     raise GenerationCancelled()
         total = requests[0].steps
         for step in range(1, total + 1):
+            self._pass_gate(prompts[0], step, cancel)
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled()
             if self.step_s:
@@ -97,6 +101,7 @@ class FakeRunner:
             if on_step is not None:
                 preview = Image.new("RGB", (8, 8), "gray") if want_preview else None
                 on_step(StepProgress(step, total, preview))
+        self._pass_gate(prompts[0], total + 1, cancel)
         return [
             GenerationResult(
                 r,
@@ -107,6 +112,12 @@ class FakeRunner:
             )
             for r in requests
         ]
+
+    def _pass_gate(self, prompt: str, step: int, cancel: threading.Event | None) -> None:
+        gate = self.gates.get((prompt, step))
+        while gate is not None and not gate.wait(POLL_S):
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled()
 
 
 @dataclass

@@ -476,3 +476,44 @@ async def test_real_tiny_pipeline_behind_the_scheduler(tiny_runner) -> None:  # 
     assert [e.step for e in events if isinstance(e, ProgressEvent)] == [1, 2, 3, 4]
     assert isinstance(events[-1], FinishedEvent)
     assert scheduler.status().workers[0].images_done == 3
+
+
+# -- handing the next batch over during the last step ----------------------------------------------
+
+
+async def test_the_next_job_is_handed_over_during_the_last_step_and_no_earlier() -> None:
+    at_last_step, before_return = threading.Event(), threading.Event()
+    runner = FakeRunner(gates={("one", 4): at_last_step, ("one", 5): before_return})
+    scheduler = Scheduler([local_worker(runner)])
+    await scheduler.start()
+    one = scheduler.submit(job("one", user_id=1))
+    two = scheduler.submit(job("two", user_id=2))
+    await until(lambda: one.status is JobStatus.RUNNING and bool(runner.calls))
+    await asyncio.sleep(0.05)
+    assert two.status is JobStatus.QUEUED  # steps 1-3: the fair queue still decides
+    at_last_step.set()
+    await until(lambda: two.status is JobStatus.RUNNING)
+    # Two waits on the device thread behind one; a third job stays in the fair queue.
+    three = scheduler.submit(job("three", user_id=3))
+    await asyncio.sleep(0.05)
+    assert three.status is JobStatus.QUEUED and runner.log == ["generate one"]
+    before_return.set()
+    outcomes = await results([one, two, three])
+    await scheduler.shutdown()
+    assert [o.status for o in outcomes] == [JobStatus.DONE] * 3
+    assert runner.log == ["generate one", "generate two", "generate three"]
+    assert len({call.thread for call in runner.calls}) == 1
+
+
+async def test_a_handed_over_job_can_be_cancelled_before_it_starts() -> None:
+    before_return = threading.Event()
+    runner = FakeRunner(gates={("one", 5): before_return})
+    scheduler = Scheduler([local_worker(runner)])
+    await scheduler.start()
+    one, two = scheduler.submit(job("one", user_id=1)), scheduler.submit(job("two", user_id=2))
+    await until(lambda: two.status is JobStatus.RUNNING)
+    assert scheduler.cancel("two")
+    before_return.set()
+    outcomes = await results([one, two])
+    await scheduler.shutdown()
+    assert [o.status for o in outcomes] == [JobStatus.DONE, JobStatus.CANCELLED]

@@ -335,3 +335,46 @@ async def test_real_tiny_pipeline_is_cancelled_at_the_next_step(tiny_runner) -> 
     await worker.close()
     assert outcome.status is JobStatus.CANCELLED
     assert ok.status is JobStatus.DONE
+
+
+async def test_a_batch_behind_another_waits_for_the_device_and_its_time_limit_starts_there() -> (
+    None
+):
+    ahead = threading.Event()
+    runner = FakeRunner(gates={("a", 5): ahead})
+    worker = make_worker(runner, timeout_s=0.3)
+    first = asyncio.ensure_future(worker.run([job("a")], lambda e: None))
+    await until(lambda: worker.status().current_job_ids == ("a",))
+    second = asyncio.ensure_future(worker.run([job("b")], lambda e: None))
+    await asyncio.sleep(0.05)
+    assert worker.status().current_job_ids == ("a",) and runner.log == ["generate a"]
+    await asyncio.sleep(0.35)  # b has waited past its limit, but not on the device
+    ahead.set()
+    [a], [b] = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    await worker.close()
+    assert a.status is JobStatus.FAILED and "limit" in (a.error or "")
+    assert b.status is JobStatus.DONE
+    assert runner.log == ["generate a", "generate b"]
+
+
+async def test_a_batch_behind_a_hung_one_is_given_back_and_the_fresh_thread_serves() -> None:
+    runners: list[FakeRunner] = []
+
+    def factory() -> FakeRunner:
+        runners.append(FakeRunner(hang_prompts={"stuck"}))
+        return runners[-1]
+
+    worker = LocalWorker("cpu", factory, memory=FakeMemory([]), timeout_s=0.1, hang_grace_s=0.1)
+    try:
+        stuck = asyncio.ensure_future(worker.run([job("stuck")], lambda e: None))
+        await until(lambda: worker.status().current_job_ids == ("stuck",))
+        with pytest.raises(WorkerUnavailable):
+            await asyncio.wait_for(worker.run([job("behind")], lambda e: None), 10)
+        [failed] = await stuck
+        [ok] = await worker.run([job("behind")], lambda e: None)
+    finally:
+        for runner in runners:
+            runner.unhang.set()
+        await worker.close()
+    assert failed.status is JobStatus.FAILED and ok.status is JobStatus.DONE
+    assert runners[0].log == ["generate stuck"] and runners[1].log == ["generate behind"]
