@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--device", default="cuda")
     probe.add_argument("--out", type=Path, default=DEFAULT_OUT)
     probe.add_argument("--budget-s", type=float, default=300.0, help="for transformer variants")
+    gaps = sub.add_parser("gaps", help="where the idle time between two jobs goes")
+    gaps.add_argument("--arch", choices=("full", "tiny"), default="full")
+    gaps.add_argument("--device", default="cuda")
+    gaps.add_argument("--work-dir", type=Path, default=Path("/tmp/fluxbench"))
+    gaps.add_argument("--jobs", type=int, default=16)
+    gaps.add_argument("--out", type=Path, default=DEFAULT_OUT)
     child = sub.add_parser("child", help=argparse.SUPPRESS)
     common(child)
     child.add_argument("--task", choices=("restart", "memory"), required=True)
@@ -231,6 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command_run(args)
     if args.command == "scale":
         return command_scale(args)
+    if args.command == "gaps":
+        from bench.gaps import run_gaps
+        from bench.model import ensure_saved
+
+        model_dir = args.work_dir / f"model-{args.arch}"
+        ensure_saved(args.arch, model_dir, args.device, log=_log)
+        result = run_gaps(model_dir, args.device, args.jobs, _log)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gaps.json").write_text(json.dumps(result, indent=1))
+        return 0
     if args.command == "probe":
         from bench.probe import run_probe
 
