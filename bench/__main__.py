@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--device", default="cuda")
     probe.add_argument("--out", type=Path, default=DEFAULT_OUT)
     probe.add_argument("--budget-s", type=float, default=300.0, help="for transformer variants")
+    probe.add_argument("--only", type=_csv, default=[], help="fp8_matmuls,text,vae,...")
     gaps = sub.add_parser("gaps", help="where the idle time between two jobs goes")
     gaps.add_argument("--arch", choices=("full", "tiny"), default="full")
     gaps.add_argument("--device", default="cuda")
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "probe":
         from bench.probe import run_probe
 
-        run_probe(args.out, args.device, args.budget_s, _log)
+        run_probe(args.out, args.device, args.budget_s, _log, args.only)
         return 0
     return command_child(args)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +290,73 @@ def probe_transformer(pipe: Any, log: Log, budget_s: float, side: int = 1024) ->
     return out
 
 
-def run_probe(out_dir: Path, device: str, budget_s: float, log: Log) -> dict[str, Any]:
+def probe_fp8_quality(pipe: Any, log: Log, side: int = 1024) -> dict[str, Any]:
+    """fp8 (the fast profile's linears) against bf16 on the same seed, where it shows: in the
+    transformer's own contribution to the latents. With random weights the decoded image is
+    mostly the initial noise, so an image-level difference would hide the transformer's error."""
+    import numpy as np
+
+    from fluxbot.fp8 import flux_transformer_chooser, quantize_linears_
+    from fluxbot.pipeline import _to_pil
+    from fluxbot.speed import fuse_qkv_
+
+    device = pipe._execution_device
+    for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        getattr(pipe, name).eval()
+    fuse_qkv_(pipe.transformer)
+    with torch.inference_mode():
+        prompt_embeds, pooled, _ = pipe.encode_prompt(
+            prompt="a lighthouse on a cliff at dusk", prompt_2=None, device=device
+        )
+        channels = pipe.transformer.config.in_channels // 4
+        generator = torch.Generator("cpu").manual_seed(7)
+        noise = pipe.prepare_latents(1, channels, side, side, torch.bfloat16, device, generator)[0]
+
+        def denoise() -> torch.Tensor:
+            return pipe(
+                prompt_embeds=prompt_embeds,
+                pooled_prompt_embeds=pooled,
+                latents=noise.clone(),
+                width=side,
+                height=side,
+                num_inference_steps=4,
+                guidance_scale=0.0,
+                output_type="latent",
+            ).images.float()
+
+        def image(packed: torch.Tensor) -> np.ndarray:
+            latents = pipe._unpack_latents(packed, side, side, pipe.vae_scale_factor)
+            latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+            decoded = pipe.vae.decode(latents.to(torch.bfloat16), return_dict=False)[0]
+            return np.asarray(_to_pil(decoded)[0]).astype(np.float64)
+
+        bf16 = denoise()
+        bf16_image = image(bf16)
+        report = quantize_linears_(
+            pipe.transformer, flux_transformer_chooser(dynamic=True, modulation=False), device
+        )
+        fp8 = denoise()
+        fp8_image = image(fp8)
+    start = noise.float()
+    contribution = bf16 - start
+    mse = float(((fp8_image - bf16_image) ** 2).mean())
+    out = {
+        "fp8_linears": report.converted,
+        "latents_rel_diff": float((fp8 - bf16).norm() / bf16.norm()),
+        "transformer_contribution_rel_diff": float(
+            ((fp8 - start) - contribution).norm() / contribution.norm()
+        ),
+        "transformer_contribution_vs_latents": float(contribution.norm() / bf16.norm()),
+        "image_mean_abs_diff": float(np.abs(fp8_image - bf16_image).mean()),
+        "image_psnr_db": float(10 * np.log10(255**2 / mse)) if mse else float("inf"),
+    }
+    log(f"fp8 quality: {out}")
+    return out
+
+
+def run_probe(
+    out_dir: Path, device: str, budget_s: float, log: Log, only: Sequence[str] = ()
+) -> dict[str, Any]:
     from bench.model import build_pipeline
     from bench.report import environment
 
@@ -305,12 +371,16 @@ def run_probe(out_dir: Path, device: str, budget_s: float, log: Log) -> dict[str
     pipe = build_pipeline("full", device)
     torch.cuda.synchronize()
     log(f"built in {time.perf_counter() - started:.1f} s")
-    for name, probe in (
-        ("fp8_matmuls", lambda: probe_fp8(device, log)),
-        ("text", lambda: probe_text(pipe, log)),
-        ("vae", lambda: probe_vae(pipe, log)),
-        ("transformer", lambda: probe_transformer(pipe, log, budget_s)),
-    ):
+    probes: dict[str, Callable[[], Any]] = {
+        "fp8_matmuls": lambda: probe_fp8(device, log),
+        "text": lambda: probe_text(pipe, log),
+        "vae": lambda: probe_vae(pipe, log),
+        "transformer": lambda: probe_transformer(pipe, log, budget_s),
+        "fp8_quality": lambda: probe_fp8_quality(pipe, log),
+    }
+    for name, probe in probes.items():
+        if only and name not in only:
+            continue
         try:
             result[name] = probe()
         except Exception as exc:

@@ -54,6 +54,7 @@ async def _queue_run(
         raise RuntimeError(f"a worker on {', '.join(devices)} failed to load")
     warm = [Job(f"warm-{i}", 0, requests[0].with_seed(10**6 + i)) for i in range(len(devices))]
     await asyncio.gather(*(scheduler.submit(job).result() for job in warm))
+    before = {w.device: _device_seconds(w) for w in workers}
     started = time.perf_counter()
     handles = [
         scheduler.submit(Job(f"job-{i}", i % users, request)) for i, request in enumerate(requests)
@@ -64,10 +65,7 @@ async def _queue_run(
     per_device: dict[str, int] = {}
     for outcome in outcomes:
         per_device[outcome.device] = per_device.get(outcome.device, 0) + 1
-    busy = {
-        w.device: (w.status().mean_s_per_image or 0.0) * w.status().images_done / wall
-        for w in workers
-    }
+    busy = {w.device: (_device_seconds(w) - before[w.device]) / wall for w in workers}
     await scheduler.shutdown()
     del workers, scheduler
     release(devices)
@@ -80,6 +78,12 @@ async def _queue_run(
         "jobs_per_device": per_device,
         "busy_fraction": busy,
     }
+
+
+def _device_seconds(worker: LocalWorker) -> float:
+    """Seconds the worker's device has spent on batches that made images."""
+    status = worker.status()
+    return (status.mean_s_per_image or 0.0) * status.images_done
 
 
 def release(devices: Sequence[str]) -> None:

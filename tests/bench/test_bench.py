@@ -77,3 +77,43 @@ def test_scale_runs_one_device_then_all(tmp_path: Path) -> None:
     assert sum(result["all_devices"]["jobs_per_device"].values()) == 4
     assert not result["all_devices"]["failed"] and result["speedup"] > 0
     assert "Speed-up" in json_path.with_suffix(".md").read_text()
+
+
+def test_gap_timeline_splits_the_idle_between_two_jobs() -> None:
+    from bench.gaps import Timeline
+
+    timeline = Timeline()
+    timeline.jobs = [
+        {
+            "generate": 0.0,
+            "first_work": 0.001,
+            "decode_end": 1.000,
+            "pil_end": 1.002,
+            "generate_end": 1.003,
+        },
+        {"generate": 1.004, "first_work": 1.006, "decode_end": 2.0},
+    ]
+    segments = timeline.segments_ms()
+    assert round(segments["decode_end -> pil_end"], 3) == 2.0
+    assert round(segments["next_generate -> next_first_work"], 3) == 2.0
+    assert round(segments["idle total"], 3) == 6.0
+
+
+def test_fp8_quality_probe_compares_fp8_with_bf16_on_the_same_seed() -> None:
+    import torch
+
+    from bench.probe import probe_fp8_quality
+    from fluxbot.fp8 import Fp8Linear, scaled_mm_supported
+    from fluxbot.tiny import build_tiny_pipeline
+
+    if not scaled_mm_supported("cpu"):
+        import pytest
+
+        pytest.skip("this torch has no CPU _scaled_mm")
+    pipe = build_tiny_pipeline(torch.bfloat16)
+    result = probe_fp8_quality(pipe, lambda _: None, side=64)
+    assert result["fp8_linears"] > 0
+    assert isinstance(pipe.transformer.transformer_blocks[0].attn.to_qkv, Fp8Linear)
+    # fp8 changes the numbers, a little.
+    assert 0 < result["transformer_contribution_rel_diff"] < 0.1
+    assert result["image_psnr_db"] > 30
