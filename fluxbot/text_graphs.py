@@ -15,6 +15,7 @@ does every call after a capture that failed (logged once).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 # The only option FluxPipeline passes; anything else changes what the encoder returns.
 _SERVED_OPTIONS = {"output_hidden_states": (False, None)}
 _WARM_RUNS = 2  # eager runs on a side stream before capture (cuBLAS workspaces, lazy init)
+_CAPTURE_LOCK = threading.Lock()  # one capture at a time in the process
 
 
 @dataclass
@@ -65,7 +67,10 @@ def _capture(
                 forward(static_ids, **kwargs)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: another replica's device thread may allocate or synchronise on its own
+        # card meanwhile (several GPUs load and warm up at once); only this thread's calls
+        # must be capturable.
+        with _CAPTURE_LOCK, torch.cuda.graph(graph, capture_error_mode="thread_local"):
             output = forward(static_ids, **kwargs)
     return _Capture(graph, static_ids, output)
 
@@ -96,6 +101,13 @@ def graph_encoder_(encoder: torch.nn.Module, name: str) -> None:
 
     encoder.forward = forward  # type: ignore[method-assign]
     encoder._fluxbot_graphed = True  # type: ignore[attr-defined]
+    encoder._fluxbot_captures = captures  # type: ignore[attr-defined]  # None: capture failed
+
+
+def captured_shapes(encoder: torch.nn.Module) -> list[tuple[int, ...]]:
+    """Input shapes `encoder` replays from a CUDA graph (failed captures left out)."""
+    captures = getattr(encoder, "_fluxbot_captures", {})
+    return [key[0] for key, capture in captures.items() if capture is not None]
 
 
 def graph_text_encoders_(pipe: Any) -> list[str]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fluxbot.pipeline import FluxRunner, load_flux_pipeline
-from fluxbot.text_graphs import graph_encoder_, graph_text_encoders_
+from fluxbot.text_graphs import captured_shapes, graph_encoder_, graph_text_encoders_
 
 
 def test_encoders_on_the_cpu_are_left_alone() -> None:
@@ -30,6 +30,7 @@ def test_a_graphed_encoder_answers_calls_it_cannot_serve_with_its_own_forward() 
     assert torch.equal(before_t5, after_t5)
     assert torch.equal(before_clip.pooler_output, after_clip.pooler_output)
     assert hidden.hidden_states is not None  # an option the graph does not serve still works
+    assert captured_shapes(pipe.text_encoder_2) == []  # nothing was captured on the CPU
 
 
 def test_a_runner_with_graphed_encoders_makes_the_same_image() -> None:
@@ -57,3 +58,35 @@ def test_a_replayed_graph_matches_eager_on_cuda() -> None:
         first = pipe.text_encoder_2(ids, output_hidden_states=False)[0]
         second = pipe.text_encoder_2(ids, output_hidden_states=False)[0]
     assert torch.equal(eager, first) and torch.equal(first, second)
+    assert captured_shapes(pipe.text_encoder_2) == [(1, 16)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_capture_succeeds_while_another_thread_works_on_the_device() -> None:
+    # Several replicas warm up at once: another device thread allocates and synchronises
+    # while this one captures.
+    import threading
+
+    pipe = load_flux_pipeline("tiny-random", torch.float32)
+    pipe.to("cuda")
+    ids = pipe.tokenizer_2("a red fox", padding="max_length", max_length=16, return_tensors="pt")
+    ids = ids.input_ids.cuda()
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            a = torch.randn(512, 512, device="cuda")
+            (a @ a).sum().item()
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        with torch.inference_mode():
+            eager = pipe.text_encoder_2(ids, output_hidden_states=False)[0].clone()
+            graph_text_encoders_(pipe)
+            graphed = pipe.text_encoder_2(ids, output_hidden_states=False)[0]
+    finally:
+        stop.set()
+        worker.join()
+    assert torch.equal(eager, graphed)
+    assert captured_shapes(pipe.text_encoder_2) == [(1, 16)]
