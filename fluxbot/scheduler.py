@@ -568,14 +568,14 @@ class Scheduler:
         self, worker: Worker, batch: list[Job], last_step: asyncio.Event | None = None
     ) -> None:
         try:
-            await self._run_batch_guarded(worker, batch, last_step)
+            await self._execute_batch(worker, batch, last_step)
         except Exception:
             log.exception("dispatching to %s failed", worker.device)
         finally:
             for job in batch:
                 self._last_steps.pop(job.job_id, None)
 
-    async def _run_batch_guarded(
+    async def _execute_batch(
         self, worker: Worker, batch: list[Job], last_step: asyncio.Event | None
     ) -> None:
         now = time.time()

@@ -250,7 +250,7 @@ class _Failure:
     message: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: each is one hand-over
 class _Running:
     """A batch handed to the device thread: waiting behind the one ahead, then on the device."""
 
