@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench.measure import peak_gib, reset_peak, sync
+from bench.measure import median, peak_gib, reset_peak, sync
 from fluxbot.config import MemoryProfile
 from fluxbot.gpu import discover_devices
 from fluxbot.images import encode_result
@@ -155,8 +155,8 @@ def run_split(
         "reason": replica.reason,
         "components": components,
         "load_s": load_s,
-        "split_s_per_image": sorted(split_s)[len(split_s) // 2],
-        "one_card_s_per_image": sorted(alone_s)[len(alone_s) // 2],
+        "split_s_per_image": median(split_s),
+        "one_card_s_per_image": median(alone_s),
         "peak_gib": peaks,
         "mean_abs_diff_vs_one_card": diff,
     }

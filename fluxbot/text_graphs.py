@@ -49,9 +49,9 @@ def _servable(input_ids: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 def _fresh_copy(output: Any) -> Any:
     """A copy of a captured output whose tensors the next replay will not overwrite."""
-    fields = {key: value for key, value in output.items()}
-    copied = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in fields.items()}
-    return type(output)(**copied)
+    return type(output)(
+        **{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in output.items()}
+    )
 
 
 def _capture(

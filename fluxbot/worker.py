@@ -208,6 +208,47 @@ class SpeedModel:
         )
 
 
+class BatchTally:
+    """What a worker learns from its finished batches: the speed model behind the ETAs and the
+    counters `/gpu` shows. A fresh replica's first batch pays for warm-up (allocations,
+    autotuning, compilation), so it is counted but not measured."""
+
+    def __init__(self, speed: SpeedModel | None = None) -> None:
+        self.speed = speed or SpeedModel()
+        self.warm = False
+        self.jobs_done = 0
+        self.images_done = 0
+        self.device_seconds = 0.0
+
+    def record(
+        self,
+        requests: Sequence[GenerationRequest],
+        outcomes: Sequence[JobOutcome],
+        seconds: float,
+        *,
+        measurable: bool = True,
+    ) -> None:
+        if measurable and all(o.status is JobStatus.DONE for o in outcomes):
+            if self.warm:
+                self.speed.record(requests, seconds)
+            self.warm = True
+        made = [o.result for o in outcomes if o.result is not None]
+        if made:  # mean seconds per image counts the batches that made images
+            self.jobs_done += len(made)
+            self.images_done += sum(result.request.image_count for result in made)
+            self.device_seconds += seconds
+
+    def status_fields(self) -> dict[str, Any]:
+        """The counters, as `WorkerStatus` fields."""
+        return {
+            "jobs_done": self.jobs_done,
+            "images_done": self.images_done,
+            "mean_s_per_image": (
+                self.device_seconds / self.images_done if self.images_done else None
+            ),
+        }
+
+
 class DeviceThread:
     """A single daemon thread running submitted calls in order: the only caller of its runner.
 
@@ -340,7 +381,7 @@ class LocalWorker(Worker):
         self._factory = runner_factory
         self._encode = encode
         self._memory: MemoryHooks = memory or DeviceMemory(device)
-        self._speed = speed or SpeedModel()
+        self._tally = BatchTally(speed)
         self._encode_pool = ThreadPoolExecutor(
             encode_threads, thread_name_prefix=f"encode-{device}"
         )
@@ -351,10 +392,6 @@ class LocalWorker(Worker):
         self._current: _Running | None = None  # on the device now
         self._inflight: list[_Running] = []  # handed to the device thread, in order
         self._threads_started = 0
-        self._warm = False
-        self._jobs_done = 0
-        self._images_done = 0
-        self._device_seconds = 0.0
         # Written on the device thread, read on the loop: plain numbers, replaced whole.
         self._jobs_since_clean = 0
         self._last_cleanup_s: float | None = None
@@ -403,7 +440,7 @@ class LocalWorker(Worker):
             thread.shutdown()
             return
         self._runner = runner
-        self._warm = False
+        self._tally.warm = False
         self._state = WorkerState.IDLE
 
     async def close(self) -> None:
@@ -467,17 +504,8 @@ class LocalWorker(Worker):
                 self._state = WorkerState.IDLE
         seconds = time.monotonic() - (running.started or time.monotonic())
         outcomes = [self._outcome(running, job, results, i) for i, job in enumerate(batch)]
-        if all(o.status is JobStatus.DONE for o in outcomes) and not running.retried:
-            # The first batch of a fresh replica pays for warm-up (allocations, autotuning,
-            # compilation); it would skew the ETAs, so it is not measured.
-            if self._warm:
-                self._speed.record(requests, seconds)
-            self._warm = True
-        images = sum(len(o.result.images) for o in outcomes if o.result is not None)
-        if images:  # mean seconds per image counts the batches that made images
-            self._jobs_done += sum(1 for o in outcomes if o.result is not None)
-            self._images_done += images
-            self._device_seconds += seconds
+        # A batch retried lighter after an OOM would skew the ETAs.
+        self._tally.record(requests, outcomes, seconds, measurable=not running.retried)
         return outcomes
 
     def _on_device(self, running: _Running, on_device: asyncio.Future[None]) -> None:
@@ -515,7 +543,7 @@ class LocalWorker(Worker):
         return True
 
     def estimate_s(self, request: GenerationRequest) -> float:
-        return self._speed.estimate(request)
+        return self._tally.speed.estimate(request)
 
     def _profile_label(self) -> str | None:
         profiles = getattr(self._runner, "profiles", None)
@@ -531,11 +559,7 @@ class LocalWorker(Worker):
             device=self.device,
             state=self._state,
             current_job_ids=running.job_ids if running else (),
-            jobs_done=self._jobs_done,
-            images_done=self._images_done,
-            mean_s_per_image=(
-                self._device_seconds / self._images_done if self._images_done else None
-            ),
+            **self._tally.status_fields(),
             last_cleanup_s=self._last_cleanup_s,
             cleanup_total_s=self._cleanup_total_s,
             cleanups=self._cleanups,

@@ -449,14 +449,10 @@ async def test_when_every_device_is_dead_jobs_fail_and_submits_are_refused() -> 
 
 
 async def test_real_tiny_pipeline_behind_the_scheduler(tiny_runner) -> None:  # type: ignore[no-untyped-def]
-    from fluxbot.images import encode_png
+    from fluxbot.images import encode_result
 
     def encode(result):  # type: ignore[no-untyped-def]
-        params = result.request.to_params()
-        return [
-            encode_png(im, params, seed)
-            for im, seed in zip(result.images, result.seeds, strict=True)
-        ]
+        return encode_result(result, tiny_runner.model_name)
 
     worker = LocalWorker("cpu", lambda: tiny_runner, encode=encode, memory=FakeMemory([]))
     scheduler = Scheduler([worker], batch_small_jobs=True)

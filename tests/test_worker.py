@@ -282,14 +282,10 @@ def test_error_description_is_one_line() -> None:
 
 
 async def test_real_tiny_pipeline_runs_with_progress_and_png_files(tiny_runner) -> None:  # type: ignore[no-untyped-def]
-    from fluxbot.images import encode_png
+    from fluxbot.images import encode_result
 
     def encode(result):  # type: ignore[no-untyped-def]
-        params = result.request.to_params()
-        return [
-            encode_png(im, params, seed)
-            for im, seed in zip(result.images, result.seeds, strict=True)
-        ]
+        return encode_result(result, tiny_runner.model_name)
 
     worker = LocalWorker("cpu", lambda: tiny_runner, encode=encode, memory=FakeMemory([]))
     events: list[JobEvent] = []

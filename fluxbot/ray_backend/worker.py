@@ -13,7 +13,14 @@ from typing import Any
 from fluxbot.jobs import EventSink, Job, JobOutcome
 from fluxbot.ray_backend.actor import DeviceFree, ReplicaInfo
 from fluxbot.requests import GenerationRequest, JobStatus
-from fluxbot.worker import SpeedModel, Worker, WorkerState, WorkerStatus, WorkerUnavailable
+from fluxbot.worker import (
+    BatchTally,
+    SpeedModel,
+    Worker,
+    WorkerState,
+    WorkerStatus,
+    WorkerUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +64,12 @@ class RayWorker(Worker):
         self.info: ReplicaInfo | None = None
         self.spawn = spawn
         self._owns_actor = owns_actor
-        self._speed = speed or SpeedModel()
+        self._tally = BatchTally(speed)
         self._state = WorkerState.LOADING
         self._startup: asyncio.Task[None] | None = None
         self._current: _RemoteBatch | None = None
         self._stream: Any | None = None
         self._remote_status: WorkerStatus | None = None
-        self._warm = False
-        self._jobs_done = 0
-        self._images_done = 0
-        self._device_seconds = 0.0
         self._calls: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class RayWorker(Worker):
             info.torch_device,
             ",".join(info.gpu_ids) or "-",
         )
-        self._warm = False
+        self._tally.warm = False
         self._state = WorkerState.IDLE
 
     def _lost(self, exc: BaseException) -> None:
@@ -197,7 +200,7 @@ class RayWorker(Worker):
         seconds = time.monotonic() - running.started
         self._remote_status = free.status
         outcomes = [self._settle(running, outcome) for outcome in free.outcomes]
-        self._learn(batch, outcomes, seconds)
+        self._tally.record([job.request for job in batch], outcomes, seconds)
         return outcomes
 
     def _settle(self, running: _RemoteBatch, outcome: JobOutcome) -> JobOutcome:
@@ -206,18 +209,6 @@ class RayWorker(Worker):
             self._call(lambda actor: actor.forget.remote(outcome.job_id))
             return JobOutcome(outcome.job_id, JobStatus.CANCELLED, device=self.device)
         return outcome
-
-    def _learn(self, batch: Sequence[Job], outcomes: Sequence[JobOutcome], seconds: float) -> None:
-        """Speed and counters, as `LocalWorker` keeps them (the first batch is warm-up)."""
-        if all(o.status is JobStatus.DONE for o in outcomes):
-            if self._warm:
-                self._speed.record([job.request for job in batch], seconds)
-            self._warm = True
-        made = [o for o in outcomes if o.result is not None]
-        if made:
-            self._jobs_done += len(made)
-            self._images_done += sum(o.result.request.image_count for o in made if o.result)
-            self._device_seconds += seconds
 
     async def finish(self, outcome: JobOutcome) -> JobOutcome:
         import ray.exceptions
@@ -264,7 +255,7 @@ class RayWorker(Worker):
         task.add_done_callback(self._calls.discard)
 
     def estimate_s(self, request: GenerationRequest) -> float:
-        return self._speed.estimate(request)
+        return self._tally.speed.estimate(request)
 
     def status(self) -> WorkerStatus:
         running = self._current
@@ -276,11 +267,7 @@ class RayWorker(Worker):
             device=self.device,
             state=self._state,
             current_job_ids=running.job_ids if running else (),
-            jobs_done=self._jobs_done,
-            images_done=self._images_done,
-            mean_s_per_image=(
-                self._device_seconds / self._images_done if self._images_done else None
-            ),
+            **self._tally.status_fields(),
             last_cleanup_s=remote.last_cleanup_s if remote else None,
             cleanup_total_s=remote.cleanup_total_s if remote else 0.0,
             cleanups=remote.cleanups if remote else 0,
