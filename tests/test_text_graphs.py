@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -46,12 +48,17 @@ def test_a_runner_with_graphed_encoders_makes_the_same_image() -> None:
     assert a.tobytes() == b.tobytes()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-def test_a_replayed_graph_matches_eager_on_cuda() -> None:
+def _tiny_on_cuda() -> tuple[Any, torch.Tensor]:
+    """The tiny pipeline on the GPU, and T5 token ids for one prompt."""
     pipe = load_flux_pipeline("tiny-random", torch.float32)
     pipe.to("cuda")
     ids = pipe.tokenizer_2("a red fox", padding="max_length", max_length=16, return_tensors="pt")
-    ids = ids.input_ids.cuda()
+    return pipe, ids.input_ids.cuda()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_a_replayed_graph_matches_eager_on_cuda() -> None:
+    pipe, ids = _tiny_on_cuda()
     with torch.inference_mode():
         eager = pipe.text_encoder_2(ids, output_hidden_states=False)[0].clone()
         assert graph_text_encoders_(pipe) == ["text_encoder", "text_encoder_2"]
@@ -67,10 +74,7 @@ def test_capture_succeeds_while_another_thread_works_on_the_device() -> None:
     # while this one captures.
     import threading
 
-    pipe = load_flux_pipeline("tiny-random", torch.float32)
-    pipe.to("cuda")
-    ids = pipe.tokenizer_2("a red fox", padding="max_length", max_length=16, return_tensors="pt")
-    ids = ids.input_ids.cuda()
+    pipe, ids = _tiny_on_cuda()
     stop = threading.Event()
 
     def busy() -> None:
