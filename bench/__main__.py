@@ -1,4 +1,4 @@
-"""`python -m bench` / `fluxbot bench`: stock diffusers vs fluxbot's worker path, one card, one run.
+"""`python -m bench`: stock diffusers vs fluxbot's worker path, one card, one run.
 
     python -m bench run --profiles stock,eager,compile,fast         # the speed comparison
     python -m bench run --profiles stock --restart compile --memory full,fp8,offload,lowvram

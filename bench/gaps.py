@@ -63,7 +63,7 @@ class Timeline:
 
 
 def _instrument(runner: Any, timeline: Timeline) -> None:
-    import fluxbot.pipeline as pipeline_module
+    import fluxbot.engine.pipeline as pipeline_module
     from bench.measure import sync
 
     pipe = runner.pipe
@@ -106,11 +106,11 @@ def _instrument(runner: Any, timeline: Timeline) -> None:
 
 async def _queue(runner: Any, model: str, jobs: int) -> None:
     from bench.runs import queue_jobs
-    from fluxbot.images import encode_result
-    from fluxbot.jobs import Job
-    from fluxbot.requests import GenerationRequest
-    from fluxbot.scheduler import Scheduler
-    from fluxbot.worker import LocalWorker
+    from fluxbot.core.requests import GenerationRequest
+    from fluxbot.engine.encoding import encode_result
+    from fluxbot.serving.jobs import Job
+    from fluxbot.serving.scheduler import Scheduler
+    from fluxbot.serving.worker import LocalWorker
 
     worker = LocalWorker(
         runner.device, lambda: runner, encode=lambda result: encode_result(result, model)
@@ -129,7 +129,7 @@ async def _queue(runner: Any, model: str, jobs: int) -> None:
 
 def run_gaps(model_dir: Path, device: str, jobs: int, log: Any) -> dict[str, Any]:
     from bench.runs import apply_bot_switches
-    from fluxbot.pipeline import FluxRunner
+    from fluxbot.engine.pipeline import FluxRunner
 
     apply_bot_switches(device)
     runner = FluxRunner.load(str(model_dir), device)

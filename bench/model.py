@@ -22,7 +22,7 @@ def _full_components(device: str) -> dict[str, Any]:
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from fluxbot.tiny import build_clip_tokenizer, build_t5_tokenizer
+    from fluxbot.engine.tiny import build_clip_tokenizer, build_t5_tokenizer
 
     clip_tokenizer = build_clip_tokenizer()
     t5_tokenizer = build_t5_tokenizer()
@@ -100,7 +100,7 @@ def _full_components(device: str) -> dict[str, Any]:
 def build_pipeline(arch: str, device: str) -> Any:
     """`full`: FLUX.1-schnell's shapes in bf16 on `device`; `tiny`: fluxbot's tiny-random."""
     if arch == "tiny":
-        from fluxbot.tiny import build_tiny_pipeline
+        from fluxbot.engine.tiny import build_tiny_pipeline
 
         return build_tiny_pipeline(torch.float32)
     if arch != "full":

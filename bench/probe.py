@@ -236,7 +236,7 @@ def _kernel_breakdown(fn: Callable[[], Any]) -> dict[str, Any]:
 
 
 def probe_transformer(pipe: Any, log: Log, budget_s: float, side: int = 1024) -> dict[str, Any]:
-    from fluxbot.speed import fuse_qkv_
+    from fluxbot.engine.speed import fuse_qkv_
 
     device = pipe._execution_device
     embeds = (
@@ -296,9 +296,9 @@ def probe_fp8_quality(pipe: Any, log: Log, side: int = 1024) -> dict[str, Any]:
     mostly the initial noise, so an image-level difference would hide the transformer's error."""
     import numpy as np
 
-    from fluxbot.fp8 import flux_transformer_chooser, quantize_linears_
-    from fluxbot.pipeline import _to_pil
-    from fluxbot.speed import fuse_qkv_
+    from fluxbot.engine.fp8 import flux_transformer_chooser, quantize_linears_
+    from fluxbot.engine.pipeline import _to_pil
+    from fluxbot.engine.speed import fuse_qkv_
 
     device = pipe._execution_device
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):

@@ -65,7 +65,7 @@ class Context:
 
     @property
     def dtype(self) -> torch.dtype:
-        from fluxbot.pipeline import default_dtype
+        from fluxbot.engine.pipeline import default_dtype
 
         return default_dtype(self.device)
 
@@ -78,7 +78,7 @@ def _prompt(tag: str, i: int) -> str:
 def queue_jobs(n: int) -> list[dict[str, Any]]:
     """A fixed mix: every aspect preset, counts 1/2/4, and every fourth job a reroll (same
     prompt as the job before, new seed: the embedding cache's case)."""
-    from fluxbot.requests import ASPECT_PRESETS
+    from fluxbot.core.requests import ASPECT_PRESETS
 
     presets = list(ASPECT_PRESETS.values())
     jobs = []
@@ -227,8 +227,8 @@ class _Loaded:
 
 
 def apply_bot_switches(device: str) -> None:
-    """The process-wide torch switches fluxbot.engine sets for a device before loading."""
-    from fluxbot.gpu import apply_vendor_settings, discover_devices
+    """The process-wide torch switches fluxbot.app.root sets for a device before loading."""
+    from fluxbot.devices.gpu import apply_vendor_settings, discover_devices
 
     wanted = torch.device(device)
     if wanted.type == "cuda" and wanted.index is None:
@@ -255,10 +255,10 @@ def load_fluxbot(
 ) -> _Loaded:
     """fluxbot's start sequence: load (real loading code), place, apply speed, warm up."""
     from fluxbot.config import MemoryProfile
-    from fluxbot.memory_profiles import apply_memory_profile, plan_memory
-    from fluxbot.pipeline import FluxRunner, load_flux_pipeline
-    from fluxbot.requests import GenerationRequest
-    from fluxbot.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_up
+    from fluxbot.core.requests import GenerationRequest
+    from fluxbot.engine.memory_profiles import apply_memory_profile, plan_memory
+    from fluxbot.engine.pipeline import FluxRunner, load_flux_pipeline
+    from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_up
 
     device = ctx.device
     timings: dict[str, float] = {}
@@ -314,11 +314,11 @@ async def _through_worker(
     with_queue: bool,
     tag: str,
 ) -> dict[str, Any]:
-    from fluxbot.images import encode_png
-    from fluxbot.jobs import Job
-    from fluxbot.requests import GenerationRequest
-    from fluxbot.scheduler import Scheduler
-    from fluxbot.worker import LocalWorker
+    from fluxbot.core.requests import GenerationRequest
+    from fluxbot.engine.encoding import encode_png
+    from fluxbot.serving.jobs import Job
+    from fluxbot.serving.scheduler import Scheduler
+    from fluxbot.serving.worker import LocalWorker
 
     device = ctx.device
     out_dir = ctx.work_dir / "images" / tag
@@ -493,7 +493,7 @@ def run_fluxbot(
     levers: bool = True,
 ) -> dict[str, Any]:
     from fluxbot.config import SpeedProfile
-    from fluxbot.requests import ASPECT_PRESETS
+    from fluxbot.core.requests import ASPECT_PRESETS
 
     profile = SpeedProfile(profile_name)
     tag = profile_name if levers else "no-levers"
@@ -530,7 +530,7 @@ def run_memory_profile(
     ctx: Context, profile_name: str, cap_gib: float | None, speed_name: str = "eager"
 ) -> dict[str, Any]:
     from fluxbot.config import MemoryProfile, SpeedProfile
-    from fluxbot.requests import GenerationRequest
+    from fluxbot.core.requests import GenerationRequest
 
     device = ctx.device
     if cap_gib is not None and torch.device(device).type == "cuda":
@@ -573,7 +573,7 @@ def run_memory_profile(
 def run_restart(ctx: Context, profile_name: str, t0: float) -> dict[str, Any]:
     """A fresh process's start: load, apply, warm the presets, then the first user image."""
     from fluxbot.config import SpeedProfile
-    from fluxbot.requests import ASPECT_PRESETS, GenerationRequest
+    from fluxbot.core.requests import ASPECT_PRESETS, GenerationRequest
 
     imported = time.time() - t0
     loaded = load_fluxbot(
@@ -617,7 +617,7 @@ def run_micro(device: str, log: Log) -> dict[str, Any]:
     """SDPA backends and fp8 vs bf16 linears at FLUX's shapes (ms per call, median of 20)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from fluxbot.fp8 import Fp8Linear
+    from fluxbot.engine.fp8 import Fp8Linear
 
     out: dict[str, Any] = {"attention_ms": {}, "linear_ms": {}}
     for batch, tokens in ((1, 4096 + 256), (4, 1024 + 256)):

@@ -18,14 +18,14 @@ import torch
 
 from bench.measure import median, peak_gib, reset_peak, sync
 from fluxbot.config import MemoryProfile
-from fluxbot.gpu import discover_devices
-from fluxbot.images import encode_result
-from fluxbot.jobs import Job
-from fluxbot.pipeline import FluxRunner
-from fluxbot.placement import plan_placement
-from fluxbot.requests import GenerationRequest
-from fluxbot.scheduler import Scheduler
-from fluxbot.worker import LocalWorker
+from fluxbot.core.requests import GenerationRequest
+from fluxbot.devices.gpu import discover_devices
+from fluxbot.engine.encoding import encode_result
+from fluxbot.engine.pipeline import FluxRunner
+from fluxbot.engine.placement import plan_placement
+from fluxbot.serving.jobs import Job
+from fluxbot.serving.scheduler import Scheduler
+from fluxbot.serving.worker import LocalWorker
 
 
 def scale_requests(jobs: int, size: int) -> list[GenerationRequest]:

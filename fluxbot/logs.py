@@ -7,7 +7,7 @@ import logging.handlers
 import re
 from pathlib import Path
 
-from fluxbot.requests import GenerationResult
+from fluxbot.core.requests import GenerationResult
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Discord bot tokens: three dot-separated base64url parts.

@@ -28,6 +28,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
 @pytest.fixture(scope="session")
 def tiny_runner():  # type: ignore[no-untyped-def]
     """One tiny-random FluxRunner shared by the tests that only read from it."""
-    from fluxbot.pipeline import FluxRunner
+    from fluxbot.engine.pipeline import FluxRunner
 
     return FluxRunner.tiny()

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fluxbot.jobs import Job
-from fluxbot.memory import is_out_of_memory, lighter_settings_for
-from fluxbot.pipeline import GenerationCancelled, StepProgress
-from fluxbot.requests import GenerationRequest, GenerationResult, StageTimings
+from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
+from fluxbot.devices.memory import is_out_of_memory, lighter_settings_for
+from fluxbot.engine.pipeline import GenerationCancelled, StepProgress
+from fluxbot.serving.jobs import Job
 
 POLL_S = 0.002
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.logs import job_line, setup_logging
-from fluxbot.requests import GenerationRequest, GenerationResult, StageTimings
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fluxbot.core.requests import SCHNELL_SEQUENCE_LENGTH
 from fluxbot.prompts.groups import PromptGroup, render_groups, split_groups
-from fluxbot.requests import SCHNELL_SEQUENCE_LENGTH
 
 TokenCounter = Callable[[str], int]
 """Tokens an encoder sees for a text, its special tokens (BOS/EOS) included."""

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fluxbot.core.requests import ASPECT_RATIOS, MAX_COUNT, MAX_PROMPT_CHARS, RequestError
+from fluxbot.core.seeds import parse_seed
 from fluxbot.prompts.text import normalise_text
-from fluxbot.requests import ASPECT_RATIOS, MAX_COUNT, MAX_PROMPT_CHARS, RequestError
-from fluxbot.seeds import parse_seed
 
 # Flag name -> ParsedPrompt field. `--ar` and `--aspect` are the same flag.
 FLAG_FIELDS: dict[str, str] = {

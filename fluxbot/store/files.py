@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from fluxbot.images import FORMATS, EncodedImage
+from fluxbot.engine.encoding import FORMATS, EncodedImage
 
 __all__ = ["FORMATS", "EncodedImage", "ImageFiles"]
 

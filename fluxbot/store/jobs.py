@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fluxbot.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.store.db import Database
 from fluxbot.store.errors import JobNotFound
 from fluxbot.store.ids import new_public_id, normalize_public_id

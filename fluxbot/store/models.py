@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from fluxbot.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.store.types import UTCDateTime, utcnow
 
 # Stable constraint names, so Alembic's batch mode on SQLite can find and alter them later.

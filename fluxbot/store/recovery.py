@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from fluxbot.config import RecoverPolicy
-from fluxbot.requests import JobStatus
+from fluxbot.core.requests import JobStatus
 from fluxbot.store.db import Database
 from fluxbot.store.models import ACTIVE_STATUSES, Job
 from fluxbot.store.types import utcnow

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fluxbot.requests import JobStatus
+from fluxbot.core.requests import JobStatus
 from fluxbot.store.db import Database
 from fluxbot.store.errors import JobNotFound
 from fluxbot.store.files import EncodedImage, ImageFiles

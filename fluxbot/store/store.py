@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from fluxbot.config import RecoverPolicy
-from fluxbot.requests import JobStatus
+from fluxbot.core.requests import JobStatus
 from fluxbot.store.db import Database, is_memory
 from fluxbot.store.files import EncodedImage, ImageFiles
 from fluxbot.store.images import ImageRepo

@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.__main__ import main
 from bench.report import render_markdown
 from bench.runs import queue_jobs
-from fluxbot.requests import ASPECT_PRESETS
+from fluxbot.core.requests import ASPECT_PRESETS
 
 
 def test_queue_mix_covers_presets_counts_and_rerolls() -> None:
@@ -103,8 +103,8 @@ def test_fp8_quality_probe_compares_fp8_with_bf16_on_the_same_seed() -> None:
     import torch
 
     from bench.probe import probe_fp8_quality
-    from fluxbot.fp8 import Fp8Linear, scaled_mm_supported
-    from fluxbot.tiny import build_tiny_pipeline
+    from fluxbot.engine.fp8 import Fp8Linear, scaled_mm_supported
+    from fluxbot.engine.tiny import build_tiny_pipeline
 
     if not scaled_mm_supported("cpu"):
         import pytest

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fluxbot.bot import FluxBot, create_bot
+from fluxbot.bot.client import FluxBot, create_bot
 from fluxbot.config import Settings, load_settings
 from tests.fake_discord.server import FakeDiscord
 

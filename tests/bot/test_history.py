@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from fluxbot.images import read_parameters
+from fluxbot.engine.encoding import read_parameters
 from tests.bot.conftest import BotHarness, results, wait_for
 
 

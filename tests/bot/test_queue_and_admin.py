@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluxbot.images import read_parameters
+from fluxbot.engine.encoding import read_parameters
 from tests.bot.conftest import BotHarness, imagine_queued, results, wait_for
 
 

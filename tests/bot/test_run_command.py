@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fluxbot.images import read_parameters
+from fluxbot.engine.encoding import read_parameters
 from tests.fake_discord.server import FakeDiscord
 
 

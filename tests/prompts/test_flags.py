@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fluxbot.core.requests import ASPECT_RATIOS, RequestError
 from fluxbot.prompts.flags import (
     ParsedPrompt,
     merge_options,
@@ -12,7 +13,6 @@ from fluxbot.prompts.flags import (
     parse_prompt,
     parse_steps,
 )
-from fluxbot.requests import ASPECT_RATIOS, RequestError
 
 
 def test_no_flags_gives_the_normalised_text_and_nones() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import CLIPTokenizer
 
+from fluxbot.core.requests import GenerationRequest, RequestError
 from fluxbot.prompts import (
     ContentPolicy,
     PromptBlocked,
@@ -13,7 +14,6 @@ from fluxbot.prompts import (
     tokenizer_counter,
 )
 from fluxbot.prompts.policy import REASON_EXPLICIT
-from fluxbot.requests import GenerationRequest, RequestError
 
 
 def test_flags_options_and_weights(clip_tokenizer: CLIPTokenizer) -> None:

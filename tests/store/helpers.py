@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fluxbot.requests import GenerationRequest
+from fluxbot.core.requests import GenerationRequest
 from fluxbot.store import EncodedImage
 
 

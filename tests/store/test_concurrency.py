@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fluxbot.requests import JobStatus
+from fluxbot.core.requests import JobStatus
 from fluxbot.store import Store
 
 from .helpers import encoded, make_request

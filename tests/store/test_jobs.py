@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxbot.requests import JobKind, JobStatus
+from fluxbot.core.requests import JobKind, JobStatus
 from fluxbot.store import JobNotFound, Origin, Store
 from fluxbot.store.ids import ALPHABET, PUBLIC_ID_LENGTH
 

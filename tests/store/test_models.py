@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from fluxbot.requests import JobKind, JobStatus
+from fluxbot.core.requests import JobKind, JobStatus
 from fluxbot.store import Image, Job, SeedUse, Store, User
 
 from .helpers import make_request

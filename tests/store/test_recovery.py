@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from fluxbot.config import RecoverPolicy
-from fluxbot.requests import JobStatus
+from fluxbot.core.requests import JobStatus
 from fluxbot.store import Store
 
 from .helpers import encoded, make_request
@@ -95,7 +95,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import asyncio, os, sys
     from fluxbot.store import EncodedImage, Store
     import fluxbot.store.results as results
-    from fluxbot.requests import GenerationRequest
+    from fluxbot.core.requests import GenerationRequest
 
     async def die(*args):
         os._exit(9)  # the power goes out after the files are renamed, before the commit

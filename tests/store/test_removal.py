@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from fluxbot.requests import JobKind
+from fluxbot.core.requests import JobKind
 from fluxbot.store import Image, Job, SeedUse, Store, User
 
 from .helpers import encoded, make_request

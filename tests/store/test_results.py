@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxbot.requests import JobKind, JobStatus
+from fluxbot.core.requests import JobKind, JobStatus
 from fluxbot.store import JobNotFound, Store
 
 from .helpers import encoded, make_request

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from fluxbot.requests import JobStatus
+from fluxbot.core.requests import JobStatus
 from fluxbot.store import Job, RetentionPolicy, Store
 
 from .helpers import encoded, make_request

@@ -1,0 +1,126 @@
+"""Build the generation engine from settings: devices, workers, scheduler, service, composer.
+
+Discord-free, so the bot, the benchmark and the tests assemble the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from fluxbot.app.compose import RequestComposer, load_budget
+from fluxbot.app.service import JobService
+from fluxbot.config import Backend, MemoryProfile, Settings
+from fluxbot.core.requests import ASPECT_PRESETS, GenerationResult, SizeLimits
+from fluxbot.devices.gpu import DeviceInfo, apply_vendor_settings, discover_devices, select_devices
+from fluxbot.devices.memory import take_snapshot
+from fluxbot.engine.encoding import encode_result
+from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
+from fluxbot.engine.placement import Component, ReplicaPlan, plan_placement
+from fluxbot.prompts.policy import ContentPolicy
+from fluxbot.serving.scheduler import Scheduler
+from fluxbot.serving.worker import LocalWorker, Worker
+from fluxbot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Engine:
+    service: JobService
+    scheduler: Scheduler
+    composer: RequestComposer
+    devices: list[DeviceInfo]
+
+
+def build_composer(settings: Settings) -> RequestComposer:
+    budget = load_budget(settings.model)
+    return RequestComposer(
+        SizeLimits.from_settings(settings),
+        budget,
+        strict=ContentPolicy(settings.blocklist, strict=True),
+        relaxed=ContentPolicy(settings.blocklist, strict=False),
+    )
+
+
+def plan_replicas(settings: Settings, devices: Sequence[DeviceInfo]) -> list[ReplicaPlan]:
+    """One replica per device that holds the model, cards paired where one alone cannot,
+    offloading last (fluxbot.engine.placement); the tiny model and the CPU need no planning."""
+    if settings.model == TINY_RANDOM or not any(d.is_gpu for d in devices):
+        return [
+            ReplicaPlan(
+                {c: d.torch_device for c in Component}, MemoryProfile.FULL, "no planning needed"
+            )
+            for d in devices
+        ]
+    free = []
+    ram = 0
+    for device in devices:
+        snapshot = take_snapshot(device.torch_device)
+        free.append((device, snapshot.device_free or device.total_memory))
+        ram = snapshot.ram_available or ram
+    placement = plan_placement(settings.memory_profile, free, ram)
+    for replica in placement.replicas:
+        log.info("%s", replica.reason)
+    for unused in placement.unused:
+        log.warning("%s is not used: %s", unused.device, unused.reason)
+    return list(placement.replicas)
+
+
+def runner_factory(
+    settings: Settings, device: DeviceInfo, replica: ReplicaPlan
+) -> Callable[[], FluxRunner]:
+    """What a worker's thread calls to build its replica: vendor settings, the model placed by
+    its memory profile (over several cards if planned so), the speed profile, and (when
+    compiled) the aspect presets warmed up."""
+    split = {str(c): d for c, d in replica.devices.items()} if replica.is_split else None
+
+    def build() -> FluxRunner:
+        apply_vendor_settings(device)
+        return FluxRunner.load(
+            settings.model,
+            replica.primary,
+            memory=replica.profile,
+            speed=settings.speed_profile,
+            cache_dir=settings.cache_dir,
+            warm_sizes=list(ASPECT_PRESETS.values()),
+            component_devices=split,
+        )
+
+    return build
+
+
+def _encoder(settings: Settings) -> Callable[[GenerationResult], list[object]]:
+    return partial(encode_result, model=settings.model)  # type: ignore[return-value]
+
+
+def build_workers(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Worker]:
+    if settings.backend is Backend.RAY:
+        from fluxbot.serving.ray_backend import build_ray_workers
+
+        return build_ray_workers(settings)
+    by_name = {d.torch_device: d for d in devices}
+    return [
+        LocalWorker.from_settings(
+            settings,
+            replica.primary,
+            runner_factory(settings, by_name[replica.primary], replica),
+            encode=_encoder(settings),
+        )
+        for replica in plan_replicas(settings, devices)
+    ]
+
+
+def build_engine(
+    settings: Settings, store: Store, devices: Sequence[DeviceInfo] | None = None
+) -> Engine:
+    """Everything between a validated request and a stored image, not yet started."""
+    if devices is None:
+        devices = select_devices(settings.gpus, discover_devices())
+    workers = build_workers(settings, devices)
+    scheduler = Scheduler.from_settings(settings, workers)
+    service = JobService(store, scheduler)
+    log.info("engine: %d worker(s) on %s", len(workers), ", ".join(w.device for w in workers))
+    return Engine(service, scheduler, build_composer(settings), list(devices))

@@ -1,0 +1,181 @@
+"""JobService: the store and the scheduler kept in step, for the bot (or any other front end).
+
+A job is committed to the store before it is queued (and before the user hears of it); its state
+follows the scheduler's events; its images are written (atomically, then their rows) before
+anyone is told it is done. At start, what a crash left queued or running is queued again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fluxbot.config import RecoverPolicy
+from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.serving.jobs import FinishedEvent, Job, JobEvent, JobOutcome, StartedEvent
+from fluxbot.serving.scheduler import JobHandle, QueuePlace, Scheduler
+from fluxbot.store import Store
+from fluxbot.store.jobs import Origin
+from fluxbot.store.models import Job as JobRow
+
+log = logging.getLogger(__name__)
+
+FinishedCallback = Callable[[JobRow, JobOutcome], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    row: JobRow
+    handle: JobHandle
+    place: QueuePlace | None
+
+
+class JobService:
+    """Submit, cancel and follow jobs; durable state in the store, live state in the scheduler."""
+
+    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self._rows: dict[str, int] = {}
+        self._started: dict[str, asyncio.Task[None]] = {}
+        self._persisting: set[asyncio.Task[None]] = set()
+        self._callbacks: list[FinishedCallback] = []
+        scheduler.add_listener(self._on_event)
+
+    def on_finished(self, callback: FinishedCallback) -> None:
+        """Called after a job's final state (and images) are durable."""
+        self._callbacks.append(callback)
+
+    async def start(self, policy: RecoverPolicy) -> list[JobRow]:
+        """Recover what the last process left, start the workers; returns the failed recoveries."""
+        startup = await self.store.startup(policy)
+        if startup.orphans_removed:
+            log.info("removed %d orphan image file(s)", len(startup.orphans_removed))
+        await self.scheduler.start()
+        for row in startup.recovery.queued:
+            self._enqueue(row, GenerationRequest.from_params(row.params), front=True)
+        if startup.recovery.queued:
+            log.info("requeued %d job(s) left by the last run", len(startup.recovery.queued))
+        return startup.recovery.failed
+
+    async def submit(
+        self,
+        user_id: int,
+        request: GenerationRequest,
+        *,
+        kind: JobKind = JobKind.IMAGINE,
+        origin: Origin | None = None,
+        parent_id: int | None = None,
+        want_preview: bool = False,
+    ) -> Submission:
+        """Store the job, then queue it; over a cap the row is removed and QueueFull raised."""
+        self.scheduler.check_capacity(user_id)  # refuse before writing anything
+        row = await self.store.jobs.create(
+            user_id, request, kind=kind, origin=origin, parent_id=parent_id
+        )
+        try:
+            handle = self._enqueue(row, request, want_preview=want_preview)
+        except Exception:
+            await self.store.delete_jobs([row.id])
+            raise
+        return Submission(row, handle, self.scheduler.place(row.public_id))
+
+    def _enqueue(
+        self,
+        row: JobRow,
+        request: GenerationRequest,
+        *,
+        front: bool = False,
+        want_preview: bool = False,
+    ) -> JobHandle:
+        job = Job(
+            job_id=row.public_id,
+            user_id=row.user_id,
+            request=request,
+            created=row.created_at.timestamp(),
+            priority_front=front,
+            want_preview=want_preview,
+        )
+        handle = self.scheduler.submit(job)
+        self._rows[row.public_id] = row.id
+        return handle
+
+    async def cancel(self, public_id: str) -> bool:
+        """Cancel a queued or running job; True if it will end cancelled."""
+        if self.scheduler.cancel(public_id):
+            return True
+        row = await self.store.jobs.by_public_id(public_id)
+        if row is None or JobStatus(row.status).finished or public_id in self._rows:
+            return False
+        await self.store.jobs.cancel(row.id)  # known to the store only (never queued here)
+        return True
+
+    def handle(self, public_id: str) -> JobHandle | None:
+        return self.scheduler.handle(public_id)
+
+    async def shutdown(self, grace_s: float = 30.0) -> int:
+        """Drain the scheduler; jobs handed back stay queued in the store for the next start."""
+        handed_back = await self.scheduler.shutdown(grace_s=grace_s)
+        await self.flush()
+        return len(handed_back)
+
+    async def flush(self) -> None:
+        """Wait until every finished job's state is written."""
+        while self._persisting:
+            await asyncio.gather(*list(self._persisting), return_exceptions=True)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_event(self, event: JobEvent) -> None:
+        row_id = self._rows.get(event.job_id)
+        if row_id is None:
+            return
+        if isinstance(event, StartedEvent):
+            task = asyncio.create_task(self._mark_running(row_id, event.device))
+            self._started[event.job_id] = task
+        elif isinstance(event, FinishedEvent):
+            task = asyncio.create_task(self._persist(row_id, event.outcome))
+            self._persisting.add(task)
+            task.add_done_callback(self._persisting.discard)
+
+    async def _mark_running(self, row_id: int, device: str) -> None:
+        try:
+            await self.store.jobs.mark_running(row_id, device)
+        except Exception:
+            log.exception("could not mark job %s running", row_id)
+
+    async def _persist(self, row_id: int, outcome: JobOutcome) -> None:
+        started = self._started.pop(outcome.job_id, None)
+        if started is not None:
+            await started
+        self._rows.pop(outcome.job_id, None)
+        try:
+            row = await self._write_outcome(row_id, outcome)
+        except Exception:
+            log.exception("could not store the outcome of job %s", outcome.job_id)
+            return
+        if row is None:
+            return
+        for callback in self._callbacks:
+            try:
+                await callback(row, outcome)
+            except Exception:
+                log.exception("a finished-job callback failed for job %s", outcome.job_id)
+
+    async def _write_outcome(self, row_id: int, outcome: JobOutcome) -> JobRow | None:
+        jobs = self.store.jobs
+        timings = outcome.timings.as_dict()
+        match outcome.status:
+            case JobStatus.DONE:
+                row = await jobs.require(row_id)
+                return await self.store.finish_job(row, outcome.files, timings=timings)
+            case JobStatus.FAILED:
+                return await jobs.mark_failed(row_id, outcome.error or "failed", timings=timings)
+            case JobStatus.CANCELLED:
+                return await jobs.cancel(row_id)
+            case _:
+                # Handed back at shutdown: it stays queued (or goes back to queued) for next time.
+                await jobs.requeue(row_id)
+                return None

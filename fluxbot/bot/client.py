@@ -1,0 +1,216 @@
+"""FluxBot: the discord.py client that owns fluxbot's services, and `run` to start it.
+
+The bot is the one module under fluxbot/ that imports discord: it wires the Discord-free engine
+(store, scheduler, workers) to the cogs in cogs/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import discord
+import yarl
+from discord.ext import commands
+
+from fluxbot.app.root import Engine, build_engine
+from fluxbot.app.service import JobService
+from fluxbot.config import Settings
+from fluxbot.devices.gpu import NvmlMonitor
+from fluxbot.store import Store
+from fluxbot.store.models import Job as JobRow
+from fluxbot.store.retention import RetentionPolicy
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "fluxbot.bot.cogs.errors",
+    "fluxbot.bot.cogs.imagine",
+    "fluxbot.bot.cogs.history",
+    "fluxbot.bot.cogs.admin",
+)
+COMMANDS_HASH_FILE = "commands.sha256"
+RETENTION_INTERVAL_S = 3600.0
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Send discord.py's REST calls and gateway connection where the settings say.
+
+    discord.py keeps both as class attributes (there is no per-client option), so this is the
+    one place they are set: a REST proxy such as nirn-proxy, or the local test stand-in.
+    """
+    discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+def bot_intents() -> discord.Intents:
+    """Guilds and reactions only: no privileged intent (message content is not needed)."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_reactions = True
+    intents.dm_reactions = True
+    return intents
+
+
+@dataclass(slots=True)
+class LiveJobs:
+    """In-memory context of jobs started in this process (the store has the durable part)."""
+
+    interactions: dict[str, discord.Interaction] = field(default_factory=dict)
+    upload_limits: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    trackers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+
+class FluxBot(commands.Bot):
+    """Holds the settings, store and engine; loads the cogs; drains the queue on close."""
+
+    def __init__(self, settings: Settings, store: Store, engine: Engine) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+        )
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.live = LiveJobs()
+        self.nvml = NvmlMonitor()
+        self.recovered_failures: list[JobRow] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._closing_started = False
+
+    @property
+    def service(self) -> JobService:
+        return self.engine.service
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except Exception:
+                log.exception("could not load %s", extension)
+        self.recovered_failures = await self.service.start(self.settings.recover_jobs)
+        await self.sync_commands(force=False)
+        retention = RetentionPolicy.from_settings(self.settings)
+        if retention.enabled:
+            self._background.append(asyncio.create_task(self._prune_forever(retention)))
+
+    async def _prune_forever(self, policy: RetentionPolicy) -> None:
+        """Apply the retention setting at start, then every hour."""
+        while True:
+            try:
+                removal = await self.store.prune(policy)
+                if removal.jobs:
+                    log.info(
+                        "retention: removed %d job(s), %d image(s)", removal.jobs, removal.images
+                    )
+            except Exception:
+                log.exception("retention pruning failed")
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
+    async def _notify_recovery_failures(self) -> None:
+        """Tell users whose jobs a crash interrupted and that could not be resumed."""
+        failed, self.recovered_failures = self.recovered_failures, []
+        for row in failed:
+            if row.channel_id is None:
+                continue
+            channel = self.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+            try:
+                await channel.send(
+                    f"<@{row.user_id}> ⚠️ job `{row.public_id}` was interrupted by a restart "
+                    f"and could not be resumed: {row.error or 'unknown error'}. Try /imagine again."
+                )
+            except discord.HTTPException:
+                log.warning("could not tell user %s about job %s", row.user_id, row.public_id)
+
+    def _commands_hash(self) -> str:
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        blob = json.dumps(
+            {"guild": self.settings.dev_guild, "commands": payload}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def sync_commands(self, *, force: bool) -> int:
+        """Sync the slash commands when they changed since the last sync (or when forced)."""
+        marker = self.settings.data_dir / COMMANDS_HASH_FILE
+        digest = self._commands_hash()
+        if not force and marker.exists() and marker.read_text().strip() == digest:
+            log.info("slash commands unchanged; not syncing")
+            return 0
+        guild = discord.Object(self.settings.dev_guild) if self.settings.dev_guild else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        synced = await self.tree.sync(guild=guild)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(digest)
+        log.info("synced %d slash command(s) %s", len(synced), "to the dev guild" if guild else "")
+        return len(synced)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("connected as %s (%s) to %d guild(s)", self.user, self.user.id, len(self.guilds))
+        if self.recovered_failures:
+            await self._notify_recovery_failures()
+
+    async def close(self) -> None:
+        """Stop taking jobs, let running ones finish or hand them back, then disconnect."""
+        if self._closing_started:
+            return
+        self._closing_started = True
+        log.info("shutting down: draining the queue")
+        try:
+            handed_back = await self.service.shutdown(grace_s=30.0)
+            if handed_back:
+                log.info("%d job(s) stay queued for the next start", handed_back)
+        except Exception:
+            log.exception("error while draining the queue")
+        for task in [*self.live.trackers.values(), *self._background]:
+            task.cancel()
+        await super().close()
+        self.nvml.close()
+        await self.store.close()
+
+
+async def create_bot(settings: Settings) -> FluxBot:
+    """Open the store (applying migrations), build the engine, point discord.py, make the bot."""
+    store = await Store.open(settings)
+    engine = build_engine(settings, store)
+    point_discord_at(settings)
+    return FluxBot(settings, store, engine)
+
+
+async def _main(settings: Settings, token: str) -> int:
+    bot = await create_bot(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(bot.start(token))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            runner.result()
+    except discord.LoginFailure:
+        log.error("Discord refused the token: check DISCORD_TOKEN")
+        return 1
+    finally:
+        stopper.cancel()
+        await bot.close()
+        if not runner.done():
+            await asyncio.gather(runner, return_exceptions=True)
+    return 0
+
+
+def run(settings: Settings) -> int:
+    """`fluxbot run`: migrations, engine, Discord; SIGINT/SIGTERM drain and exit cleanly."""
+    assert settings.discord_token is not None
+    return asyncio.run(_main(settings, settings.discord_token.get_secret_value()))

@@ -1,0 +1,56 @@
+"""Buttons under a result that keep working after a restart: the custom id carries the job id."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from fluxbot.bot.cogs.presenters import CANCEL, NEW_SEED, REROLL
+from fluxbot.store.models import Job as JobRow
+
+if TYPE_CHECKING:
+    from fluxbot.bot.cogs.imagine import Imagine
+
+ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+    "reroll": (REROLL, "Same seed", discord.ButtonStyle.secondary),
+    "new": (NEW_SEED, "New seed", discord.ButtonStyle.secondary),
+    "cancel": (CANCEL, "Cancel / delete", discord.ButtonStyle.danger),
+}
+EMOJI_ACTIONS = {emoji: action for action, (emoji, _, _) in ACTIONS.items()}
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    template=r"flux:(?P<action>reroll|new|cancel):(?P<job>[0-9A-Za-z]{4,16})",
+):
+    """🔁 / 🎲 / ❌ for one job; discord.py rebuilds it from the custom id after a restart."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        emoji, label, style = ACTIONS[action]
+        super().__init__(
+            discord.ui.Button(
+                emoji=emoji, label=label, style=style, custom_id=f"flux:{action}:{job_id}"
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> JobButton:
+        return cls(match["action"], match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog: Imagine | None = interaction.client.get_cog("Imagine")  # type: ignore[attr-defined]
+        if cog is not None:
+            await cog.on_button(interaction, self.action, self.job_id)
+
+
+def result_view(row: JobRow) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in ACTIONS:
+        view.add_item(JobButton(action, row.public_id))
+    return view

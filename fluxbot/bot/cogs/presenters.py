@@ -1,0 +1,95 @@
+"""How jobs look in Discord: status lines, result embeds, attachments. No I/O here."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import discord
+
+from fluxbot.core.requests import GenerationRequest
+from fluxbot.engine.encoding import EncodedImage, fit_upload
+from fluxbot.serving.jobs import PositionEvent, ProgressEvent, StartedEvent
+from fluxbot.store.models import Job as JobRow
+
+EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
+PROMPT_TITLE_MAX = 256
+REROLL, NEW_SEED, CANCEL = "🔁", "🎲", "❌"
+CONTROL_EMOJIS = (REROLL, NEW_SEED, CANCEL)
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def queued_text(public_id: str, position: int, eta_s: float) -> str:
+    eta_at = int(time.time() + eta_s)
+    return (
+        f"⏳ Queued `{public_id}`: position **{position}**, "
+        f"ready <t:{eta_at}:R> (about {eta_s:.0f} s)"
+    )
+
+
+def status_text(public_id: str, event: PositionEvent | StartedEvent | ProgressEvent) -> str:
+    if isinstance(event, PositionEvent):
+        return queued_text(public_id, event.position, event.eta_s)
+    if isinstance(event, StartedEvent):
+        return f"🎨 `{public_id}` is being made on {event.device}…"
+    filled = round(10 * event.step / max(1, event.total))
+    bar = "▰" * filled + "▱" * (10 - filled)
+    return f"🎨 `{public_id}` step {event.step}/{event.total} {bar}"
+
+
+def result_embed(
+    row: JobRow, images: Sequence[EncodedImage], device_s: float, notes: Sequence[str]
+) -> discord.Embed:
+    """Prompt, seed(s), size, steps, device time and the job id; notes such as re-encoding."""
+    request = GenerationRequest.from_params(row.params)
+    embed = discord.Embed(title=_short(request.prompt, PROMPT_TITLE_MAX), colour=EMBED_COLOUR)
+    seeds = ", ".join(str(image.seed) for image in images) or str(request.seed)
+    if request.animation:
+        seeds = f"{request.seed} → {request.animation.seed_to}"
+    embed.add_field(name="Seed" if len(images) <= 1 else "Seeds", value=seeds)
+    embed.add_field(name="Size", value=f"{request.width}×{request.height}")
+    embed.add_field(name="Steps", value=str(request.steps))
+    if request.negative:
+        embed.add_field(name="Negative", value=_short(request.negative, 1024), inline=False)
+    embed.add_field(name="Device time", value=f"{device_s:.2f} s")
+    embed.add_field(name="Job", value=f"`{row.public_id}`")
+    if notes:
+        embed.description = "\n".join(f"ℹ️ {note}" for note in notes)
+    embed.set_footer(text="🔁 same seed · 🎲 new seed · ❌ cancel/delete")
+    return embed
+
+
+def load_stored(row: JobRow, images_root: Path) -> list[EncodedImage]:
+    """The job's stored images, in order."""
+    out = []
+    for image in sorted(row.images, key=lambda i: i.index):
+        data = (images_root / image.path).read_bytes()
+        out.append(EncodedImage(data, image.seed, image.width, image.height, image.format))
+    return out
+
+
+def upload_files(
+    row: JobRow, images: Sequence[EncodedImage], limit: int
+) -> tuple[list[discord.File], list[str]]:
+    """Attachments within the upload limit (re-encoded where needed) and what was changed."""
+    files, notes = [], []
+    for index, image in enumerate(images):
+        fitted = fit_upload(image, limit) if image.format != "gif" else image
+        if fitted.note:
+            notes.append(f"Image {index + 1} {fitted.note}.")
+        name = f"{row.public_id}-{index + 1}-seed{image.seed}.{fitted.extension}"
+        files.append(discord.File(io.BytesIO(fitted.data), filename=name))
+    return files, notes
+
+
+def failure_text(public_id: str, error: str | None) -> str:
+    return f"⚠️ `{public_id}` failed: {error or 'unknown error'}"
+
+
+def cancelled_text(public_id: str) -> str:
+    return f"✖️ `{public_id}` was cancelled."

@@ -1,0 +1,139 @@
+"""The `fluxbot` command: run | generate | animate | gpus | db upgrade | export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from fluxbot import __version__
+from fluxbot.cli.commands import ModelUnavailable
+from fluxbot.config import ConfigError, Settings, load_settings
+from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX, RequestError
+
+EXIT_USAGE = 2
+log = logging.getLogger("fluxbot")
+
+
+class CliError(Exception):
+    """A problem the user can fix: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise CliError(message)
+
+
+def _int_arg(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise CliError(f"--{name} {text!r} is not a whole number") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fluxbot", description="FLUX.1-schnell images for Discord.")
+    parser.add_argument("--version", action="version", version=f"fluxbot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("run", help="run the Discord bot (applies migrations first)")
+
+    def add_generation_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("prompt", help="what to draw (inline flags such as --ar 16:9 work too)")
+        p.add_argument("--model", help="hub id, local diffusers directory or tiny-random")
+        p.add_argument("--seed", type=_int_arg("seed"), help=f"0..{SEED_MAX}; random if unset")
+        p.add_argument("--aspect", choices=list(ASPECT_PRESETS), help="aspect preset")
+        p.add_argument("--width", type=_int_arg("width"), help="multiple of 16")
+        p.add_argument("--height", type=_int_arg("height"), help="multiple of 16")
+        p.add_argument("--steps", type=_int_arg("steps"), help="denoising steps (schnell: 4)")
+        p.add_argument("--negative", default=None, help="negative prompt (doubles compute)")
+        p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 or cpu")
+
+    gen = sub.add_parser("generate", help="generate image(s) to files")
+    add_generation_options(gen)
+    gen.add_argument("--count", type=_int_arg("count"), default=None, help="1..4 images")
+    gen.add_argument("--out", type=Path, default=Path("fluxbot.png"), help="output PNG path")
+
+    anim = sub.add_parser("animate", help="a GIF morphing between two seeds")
+    add_generation_options(anim)
+    anim.add_argument("--frames", type=_int_arg("frames"), default=12, help="2..24 frames")
+    anim.add_argument("--seed-to", type=_int_arg("seed-to"), default=None, help="end seed")
+    anim.add_argument("--prompt-to", default=None, help="morph towards this prompt")
+    anim.add_argument("--fps", type=float, default=8.0)
+    anim.add_argument("--max-bytes", type=_int_arg("max-bytes"), default=10 * 2**20)
+    anim.add_argument("--out", type=Path, default=Path("fluxbot.gif"))
+
+    sub.add_parser("gpus", help="list devices, memory and the memory profile each would use")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_sub.add_parser("upgrade", help="apply migrations (creates the database)")
+
+    export = sub.add_parser("export", help="export one user's images and parameters as a zip")
+    export.add_argument("--user", type=_int_arg("user"), required=True, help="Discord user id")
+    export.add_argument("--out", type=Path, required=True, help="zip file to write")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        overrides["model"] = args.model
+    return load_settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        settings = _settings(args)
+        from fluxbot.logs import setup_logging
+
+        token = settings.discord_token.get_secret_value() if settings.discord_token else ""
+        log_dir = settings.data_dir if args.command == "run" else None
+        setup_logging(settings.log_level, log_dir, (token,))
+        return _dispatch(args, settings)
+    except (CliError, ConfigError, RequestError) as exc:
+        print(f"fluxbot: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModelUnavailable as exc:
+        print(f"fluxbot: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxbot.cli import commands as cli_commands
+
+    match args.command:
+        case "generate":
+            return cli_commands.generate(args, settings)
+        case "animate":
+            return cli_commands.animate(args, settings)
+        case "gpus":
+            return cli_commands.gpus(settings)
+        case "db":
+            if args.db_command != "upgrade":
+                raise CliError("db needs an action: upgrade")
+            return asyncio.run(cli_commands.db_upgrade(settings))
+        case "export":
+            return asyncio.run(cli_commands.export(settings, args.user, args.out))
+        case "run":
+            return cli_commands.run_bot(settings)
+    raise CliError(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
