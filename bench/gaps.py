@@ -110,7 +110,7 @@ async def _queue(runner: Any, model: str, jobs: int) -> None:
     from fluxbot.engine.encoding import encode_result
     from fluxbot.serving.jobs import Job
     from fluxbot.serving.scheduler import Scheduler
-    from fluxbot.serving.worker import LocalWorker
+    from fluxbot.serving.workers.local import LocalWorker
 
     worker = LocalWorker(
         runner.device, lambda: runner, encode=lambda result: encode_result(result, model)

@@ -318,7 +318,7 @@ async def _through_worker(
     from fluxbot.engine.encoding import encode_png
     from fluxbot.serving.jobs import Job
     from fluxbot.serving.scheduler import Scheduler
-    from fluxbot.serving.worker import LocalWorker
+    from fluxbot.serving.workers.local import LocalWorker
 
     device = ctx.device
     out_dir = ctx.work_dir / "images" / tag

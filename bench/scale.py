@@ -25,7 +25,7 @@ from fluxbot.engine.pipeline import FluxRunner
 from fluxbot.engine.placement import plan_placement
 from fluxbot.serving.jobs import Job
 from fluxbot.serving.scheduler import Scheduler
-from fluxbot.serving.worker import LocalWorker
+from fluxbot.serving.workers.local import LocalWorker
 
 
 def scale_requests(jobs: int, size: int) -> list[GenerationRequest]:

@@ -21,7 +21,8 @@ from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
 from fluxbot.engine.placement import Component, ReplicaPlan, plan_placement
 from fluxbot.prompts.policy import ContentPolicy
 from fluxbot.serving.scheduler import Scheduler
-from fluxbot.serving.worker import LocalWorker, Worker
+from fluxbot.serving.workers.base import Worker
+from fluxbot.serving.workers.local import LocalWorker
 from fluxbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _encoder(settings: Settings) -> Callable[[GenerationResult], list[object]]:
 
 def build_workers(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Worker]:
     if settings.backend is Backend.RAY:
-        from fluxbot.serving.ray_backend import build_ray_workers
+        from fluxbot.serving.workers.ray_backend import build_ray_workers
 
         return build_ray_workers(settings)
     by_name = {d.torch_device: d for d in devices}

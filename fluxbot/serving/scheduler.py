@@ -31,7 +31,7 @@ from fluxbot.serving.jobs import (
     ProgressEvent,
     StartedEvent,
 )
-from fluxbot.serving.worker import Worker, WorkerState, WorkerStatus, describe_error
+from fluxbot.serving.workers.base import Worker, WorkerState, WorkerStatus, describe_error
 
 if TYPE_CHECKING:
     from fluxbot.config import Settings

@@ -10,7 +10,7 @@ from fluxbot.app.root import build_engine, build_workers, plan_replicas
 from fluxbot.config import MemoryProfile, load_settings
 from fluxbot.devices.gpu import DeviceInfo, Vendor
 from fluxbot.engine.placement import ProfileError
-from fluxbot.serving.worker import LocalWorker
+from fluxbot.serving.workers.local import LocalWorker
 from fluxbot.store import Store
 
 GB = 10**9

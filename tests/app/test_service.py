@@ -14,7 +14,7 @@ from fluxbot.core.requests import GenerationRequest, JobStatus
 from fluxbot.engine.encoding import encode_result, read_parameters
 from fluxbot.serving.jobs import JobOutcome
 from fluxbot.serving.scheduler import QueueFull, Scheduler
-from fluxbot.serving.worker import LocalWorker
+from fluxbot.serving.workers.local import LocalWorker
 from fluxbot.store import Store
 from fluxbot.store.models import Job as JobRow
 from tests.fakes_runner import FakeRunner, until

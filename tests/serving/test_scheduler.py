@@ -20,7 +20,9 @@ from fluxbot.serving.jobs import (
     StartedEvent,
 )
 from fluxbot.serving.scheduler import FairQueue, QueueFull, Scheduler, SchedulerClosed
-from fluxbot.serving.worker import LocalWorker, SpeedModel, WorkerUnavailable
+from fluxbot.serving.workers.base import WorkerUnavailable
+from fluxbot.serving.workers.eta import SpeedModel
+from fluxbot.serving.workers.local import LocalWorker
 from tests.fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, until
 
 WAIT_S = 10.0

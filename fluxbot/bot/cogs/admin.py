@@ -19,7 +19,7 @@ from fluxbot.devices.gpu import GpuStatus, device_status
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
-    from fluxbot.serving.worker import WorkerStatus
+    from fluxbot.serving.workers.base import WorkerStatus
 
 GIB = 2**30
 QUEUE_LINES = 25

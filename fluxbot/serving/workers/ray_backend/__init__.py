@@ -10,8 +10,13 @@ batch back at the front of the queue once; the worker rejoins when its actor is 
 Fairness, caps, positions and ETAs stay in the bot's scheduler: Ray only carries the calls.
 """
 
-from fluxbot.serving.ray_backend.actor import DeviceFree, ReplicaActor, ReplicaConfig, ReplicaInfo
-from fluxbot.serving.ray_backend.cluster import (
+from fluxbot.serving.workers.ray_backend.actor import (
+    DeviceFree,
+    ReplicaActor,
+    ReplicaConfig,
+    ReplicaInfo,
+)
+from fluxbot.serving.workers.ray_backend.cluster import (
     RayBackendError,
     ReplicaSlot,
     build_ray_workers,
@@ -20,7 +25,7 @@ from fluxbot.serving.ray_backend.cluster import (
     plan_replicas,
     spawn_replica,
 )
-from fluxbot.serving.ray_backend.worker import RayWorker
+from fluxbot.serving.workers.ray_backend.worker import RayWorker
 
 __all__ = [
     "DeviceFree",

@@ -12,15 +12,9 @@ from typing import Any
 
 from fluxbot.core.requests import GenerationRequest, JobStatus
 from fluxbot.serving.jobs import EventSink, Job, JobOutcome
-from fluxbot.serving.ray_backend.actor import DeviceFree, ReplicaInfo
-from fluxbot.serving.worker import (
-    BatchTally,
-    SpeedModel,
-    Worker,
-    WorkerState,
-    WorkerStatus,
-    WorkerUnavailable,
-)
+from fluxbot.serving.workers.base import Worker, WorkerState, WorkerStatus, WorkerUnavailable
+from fluxbot.serving.workers.eta import BatchTally, SpeedModel
+from fluxbot.serving.workers.ray_backend.actor import DeviceFree, ReplicaInfo
 
 log = logging.getLogger(__name__)
 

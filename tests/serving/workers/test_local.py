@@ -11,14 +11,9 @@ import pytest
 
 from fluxbot.core.requests import JobStatus
 from fluxbot.serving.jobs import Job, JobEvent, ProgressEvent
-from fluxbot.serving.worker import (
-    LocalWorker,
-    SpeedModel,
-    WorkerState,
-    WorkerUnavailable,
-    describe_error,
-    size_class,
-)
+from fluxbot.serving.workers.base import WorkerState, WorkerUnavailable
+from fluxbot.serving.workers.eta import SpeedModel
+from fluxbot.serving.workers.local import LocalWorker
 from tests.fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, request, until
 
 
@@ -63,7 +58,7 @@ async def test_a_failing_job_fails_alone_with_a_clean_message(
 ) -> None:
     runner = FakeRunner(fail_prompts={"bad"})
     worker = make_worker(runner)
-    with caplog.at_level(logging.ERROR, logger="fluxbot.serving.worker"):
+    with caplog.at_level(logging.ERROR, logger="fluxbot.serving.workers.local"):
         [failed] = await worker.run([job("bad")], lambda e: None)
     [ok] = await worker.run([job("good")], lambda e: None)
     state = worker.status().state
@@ -239,43 +234,6 @@ async def test_speed_is_measured_after_the_warm_up_batch() -> None:
     await worker.run([job("measured")], lambda e: None)
     await worker.close()
     assert worker.estimate_s(request()) < guess
-
-
-def test_speed_model_seeds_by_size_then_learns() -> None:
-    speed = SpeedModel(default_s_per_megapixel_step=1.0)
-    small, large = request(width=512, height=512), request(width=1024, height=1024)
-    assert size_class(small) == 0.25 and size_class(large) == 1.0
-    assert size_class(request(width=256, height=256)) == 1 / 16
-    assert speed.estimate(large) == pytest.approx(4 * speed.estimate(small))
-    assert speed.estimate(request(count=2, width=512, height=512)) == pytest.approx(
-        2 * speed.estimate(small)
-    )
-    speed.record([small], 0.1)  # the first measurement replaces the default
-    assert speed.estimate(small) == pytest.approx(0.1)
-    speed.record([small], 0.2)
-    assert 0.1 < speed.estimate(small) < 0.2
-    assert speed.estimate(large) == pytest.approx(4.0), "other classes keep their default"
-
-
-def test_device_memory_uses_the_memory_policy_on_cpu() -> None:
-    import torch
-
-    from fluxbot.serving.worker import DeviceMemory
-
-    memory = DeviceMemory("cpu")
-    assert isinstance(memory.should_clean(0), bool)
-    assert memory.should_clean(10_000), "the every-n-jobs safety net"
-    assert memory.cleanup() >= 0
-    assert memory.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
-    assert not memory.is_out_of_memory(ValueError("bad prompt"))
-    lighter = memory.lighter([request(count=2)])
-    assert lighter.vae_tiling and lighter.split_batch
-
-
-def test_error_description_is_one_line() -> None:
-    text = describe_error(RuntimeError("first line\n  File x.py, line 3\nmore"))
-    assert text == "RuntimeError: first line"
-    assert describe_error(KeyError()) == "KeyError"
 
 
 # -- the real tiny pipeline ---------------------------------------------------------------------

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import JobStatus
 from fluxbot.serving.jobs import Job, JobOutcome, ProgressEvent
-from fluxbot.serving.worker import WorkerState, WorkerStatus, WorkerUnavailable
+from fluxbot.serving.workers.base import WorkerState, WorkerStatus, WorkerUnavailable
 
 if TYPE_CHECKING:
     from fluxbot.config import Settings
-    from fluxbot.serving.worker import LocalWorker
+    from fluxbot.serving.workers.local import LocalWorker
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ class ReplicaActor:
 
         from fluxbot.devices.memory import CleanupPolicy, MemoryThresholds
         from fluxbot.engine.encoding import encode_result
-        from fluxbot.serving.worker import DeviceMemory, LocalWorker
+        from fluxbot.serving.workers.device_memory import DeviceMemory
+        from fluxbot.serving.workers.local import LocalWorker
 
         config = self._config
         self._torch_device = resolve_torch_device(config.device, ray.get_gpu_ids())

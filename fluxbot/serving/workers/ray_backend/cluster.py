@@ -10,9 +10,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fluxbot.config import ConfigError
-from fluxbot.serving.ray_backend.actor import ReplicaActor, ReplicaConfig
-from fluxbot.serving.ray_backend.worker import RayWorker
-from fluxbot.serving.worker import Worker, describe_error
+from fluxbot.serving.workers.base import Worker, describe_error
+from fluxbot.serving.workers.ray_backend.actor import ReplicaActor, ReplicaConfig
+from fluxbot.serving.workers.ray_backend.worker import RayWorker
 
 if TYPE_CHECKING:
     from fluxbot.config import Settings

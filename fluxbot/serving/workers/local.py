@@ -1,11 +1,8 @@
-"""The per-device worker: one pipeline replica, driven by exactly one thread.
+"""`LocalWorker`: a pipeline replica in this process on one device, driven by exactly one thread.
 
-`Worker` is what the scheduler talks to; `LocalWorker` runs a pipeline in this process. A worker
-on another host (Ray, later) implements the same interface, so the scheduler and its callers do
-not change.
-
-A run has two stages: `run` keeps the device busy (generation, with progress events), `finish`
-encodes the images on a separate thread pool, so the device takes its next batch at once.
+Generation runs on its `DeviceThread`; PNG encoding on a small pool, so the device takes its next
+batch at once. An OOM is retried once lighter, a failing job in a shared batch is isolated, a
+hung job is stopped and its thread replaced with a fresh replica.
 """
 
 from __future__ import annotations
@@ -13,274 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import queue
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import GenerationRequest, GenerationResult, JobStatus
 from fluxbot.serving.jobs import EventSink, Job, JobOutcome, ProgressEvent
+from fluxbot.serving.workers.base import (
+    Encoder,
+    MemoryHooks,
+    Runner,
+    Worker,
+    WorkerState,
+    WorkerStatus,
+    WorkerUnavailable,
+    describe_error,
+)
+from fluxbot.serving.workers.device_memory import DeviceMemory
+from fluxbot.serving.workers.device_thread import DeviceThread
+from fluxbot.serving.workers.eta import BatchTally, SpeedModel
 
 if TYPE_CHECKING:
     from fluxbot.config import Settings
-    from fluxbot.devices.memory import CleanupPolicy, LighterSettings
     from fluxbot.engine.pipeline import StepProgress
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-Encoder = Callable[[GenerationResult], list[Any]]
-"""Turns a result's images into files (bytes or `images.EncodedImage`); runs off the device."""
-
-DEFAULT_S_PER_MEGAPIXEL_STEP = 0.5
-"""Seed for ETAs before the first measurement: ~2 s for a 1024x1024 4-step image (H100, bf16)."""
-MAX_ERROR_CHARS = 200
-
-
-class Runner(Protocol):
-    """What a worker needs of a pipeline replica (fluxbot.engine.pipeline.FluxRunner is one)."""
-
-    device: str
-
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        *,
-        on_step: Callable[[StepProgress], None] | None = None,
-        cancel: threading.Event | None = None,
-        lighter: Any | None = None,
-        want_preview: bool = False,
-    ) -> list[GenerationResult]: ...
-
-
-class MemoryHooks(Protocol):
-    """The memory policy as the worker uses it; every method runs on the device thread."""
-
-    def should_clean(self, jobs_since_clean: int) -> bool: ...
-
-    def cleanup(self) -> float:
-        """Free cached memory; returns the seconds it took."""
-        ...
-
-    def is_out_of_memory(self, exc: BaseException) -> bool: ...
-
-    def lighter(self, requests: Sequence[GenerationRequest]) -> Any:
-        """The settings (vae_tiling, vae_slicing, split_batch) for the one retry after an OOM."""
-        ...
-
-
-class WorkerUnavailable(Exception):
-    """The worker cannot run anything (its pipeline failed to load, or it was closed)."""
-
-
-class WorkerState(StrEnum):
-    LOADING = "loading"
-    IDLE = "idle"
-    BUSY = "busy"
-    DEAD = "dead"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatus:
-    """One worker as the admin /gpu view shows it. `queue_depth` is filled in by the scheduler:
-    the queued jobs its plan expects this worker to run."""
-
-    device: str
-    state: WorkerState
-    current_job_ids: tuple[str, ...]
-    jobs_done: int
-    images_done: int
-    mean_s_per_image: float | None
-    last_cleanup_s: float | None
-    cleanup_total_s: float
-    cleanups: int
-    busy_remaining_s: float
-    queue_depth: int = 0
-    profile: str | None = None  # "memory/speed" of the replica once loaded
-
-    @property
-    def current_job_id(self) -> str | None:
-        return self.current_job_ids[0] if self.current_job_ids else None
-
-    @property
-    def busy(self) -> bool:
-        return self.state is WorkerState.BUSY
-
-
-class Worker(ABC):
-    """A device the scheduler can hand batches to; all methods are called on the event loop."""
-
-    device: str
-    _state: WorkerState
-    _startup: asyncio.Task[None] | None = None  # what `start` set going (load, connect)
-    # Whether `run` may be called again while a batch runs: the new batch then waits on the
-    # device and starts the moment the one ahead ends (the scheduler hands it over during the
-    # running batch's last step, so the device never waits for the scheduler).
-    accepts_lookahead: bool = False
-
-    @abstractmethod
-    def start(self) -> None:
-        """Begin loading the pipeline in the background (call with the event loop running)."""
-
-    async def wait_ready(self) -> bool:
-        """Wait until the device can take a batch; False if it never will (dead or closed)."""
-        if self._startup is None:
-            self.start()
-        if self._startup is not None:
-            await asyncio.shield(self._startup)
-        return self._state in (WorkerState.IDLE, WorkerState.BUSY)
-
-    @abstractmethod
-    async def run(self, batch: Sequence[Job], events: EventSink) -> list[JobOutcome]:
-        """Generate a batch of compatible jobs; returns once the device is free again.
-
-        One outcome per job, in order. Done outcomes still need `finish`. Progress goes to
-        `events` on the loop. Raises `WorkerUnavailable` (or another error) only when the batch
-        was not run, so the scheduler may requeue it.
-        """
-
-    @abstractmethod
-    async def finish(self, outcome: JobOutcome) -> JobOutcome:
-        """Encode a done outcome's images off the device; the outcome may turn failed."""
-
-    @abstractmethod
-    def cancel(self, job_id: str) -> bool:
-        """Stop a running job at its next step; False if it is not running here."""
-
-    @abstractmethod
-    def estimate_s(self, request: GenerationRequest) -> float:
-        """Seconds this device is expected to spend generating `request`."""
-
-    @abstractmethod
-    def status(self) -> WorkerStatus: ...
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Release the device; the scheduler has already stopped giving it work."""
-
-
-def size_class(request: GenerationRequest) -> float:
-    """Megapixel bucket for speed statistics: 1/16 (256x256), 1/4 (512x512), 1/2, 1, 2, ..."""
-    return 2.0 ** max(-4, math.ceil(math.log2(max(request.megapixels, 1e-6))))
-
-
-def work_units(request: GenerationRequest) -> float:
-    """Transformer passes a request costs: images x steps, twice with true CFG."""
-    return request.image_count * request.steps * (2 if request.uses_true_cfg else 1)
-
-
-class SpeedModel:
-    """Moving average of generation seconds per image-step, per size class, on one device.
-
-    Before a class has a measurement, the estimate scales a default by the class's megapixels;
-    the first measurement replaces that guess, later ones are averaged in.
-    """
-
-    def __init__(
-        self, default_s_per_megapixel_step: float = DEFAULT_S_PER_MEGAPIXEL_STEP, alpha: float = 0.3
-    ) -> None:
-        self._default = default_s_per_megapixel_step
-        self._alpha = alpha
-        self._per_unit: dict[float, float] = {}
-
-    def estimate(self, request: GenerationRequest) -> float:
-        bucket = size_class(request)
-        per_unit = self._per_unit.get(bucket, self._default * bucket)
-        return per_unit * work_units(request)
-
-    def record(self, requests: Sequence[GenerationRequest], seconds: float) -> None:
-        """Learn from one batch (its requests share a size, hence a class)."""
-        units = sum(work_units(r) for r in requests)
-        if not requests or units <= 0 or seconds <= 0:
-            return
-        bucket = size_class(requests[0])
-        measured = seconds / units
-        old = self._per_unit.get(bucket)
-        self._per_unit[bucket] = (
-            measured if old is None else (1 - self._alpha) * old + self._alpha * measured
-        )
-
-
-class BatchTally:
-    """What a worker learns from its finished batches: the speed model behind the ETAs and the
-    counters `/gpu` shows. A fresh replica's first batch pays for warm-up (allocations,
-    autotuning, compilation), so it is counted but not measured."""
-
-    def __init__(self, speed: SpeedModel | None = None) -> None:
-        self.speed = speed or SpeedModel()
-        self.warm = False
-        self.jobs_done = 0
-        self.images_done = 0
-        self.device_seconds = 0.0
-
-    def record(
-        self,
-        requests: Sequence[GenerationRequest],
-        outcomes: Sequence[JobOutcome],
-        seconds: float,
-        *,
-        measurable: bool = True,
-    ) -> None:
-        if measurable and all(o.status is JobStatus.DONE for o in outcomes):
-            if self.warm:
-                self.speed.record(requests, seconds)
-            self.warm = True
-        made = [o.result for o in outcomes if o.result is not None]
-        if made:  # mean seconds per image counts the batches that made images
-            self.jobs_done += len(made)
-            self.images_done += sum(result.request.image_count for result in made)
-            self.device_seconds += seconds
-
-    def status_fields(self) -> dict[str, Any]:
-        """The counters, as `WorkerStatus` fields."""
-        return {
-            "jobs_done": self.jobs_done,
-            "images_done": self.images_done,
-            "mean_s_per_image": (
-                self.device_seconds / self.images_done if self.images_done else None
-            ),
-        }
-
-
-class DeviceThread:
-    """A single daemon thread running submitted calls in order: the only caller of its runner.
-
-    Daemon (unlike ThreadPoolExecutor's threads) so that a call hung inside a driver cannot
-    keep the process from exiting.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        self._calls.put((fn, future))
-        return future
-
-    def shutdown(self) -> None:
-        """Stop after the calls already submitted (at once if none is running)."""
-        self._calls.put(None)
-
-    def _loop(self) -> None:
-        while (item := self._calls.get()) is not None:
-            fn, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,49 +64,6 @@ class _Running:
     @property
     def job_ids(self) -> tuple[str, ...]:
         return tuple(job.job_id for job in self.jobs)
-
-
-def describe_error(exc: BaseException) -> str:
-    """One clean line naming the error: its type and first line, never a traceback."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip()[:MAX_ERROR_CHARS] if lines else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class DeviceMemory:
-    """`MemoryHooks` on a real device: fluxbot.devices.memory's snapshot, policy, cleanup."""
-
-    def __init__(self, torch_device: str, policy: CleanupPolicy | None = None) -> None:
-        from fluxbot.devices.memory import CleanupPolicy
-
-        self.torch_device = torch_device
-        self.policy = policy or CleanupPolicy()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, torch_device: str) -> DeviceMemory:
-        from fluxbot.devices.memory import CleanupPolicy, MemoryThresholds
-
-        return cls(torch_device, CleanupPolicy(MemoryThresholds.from_settings(settings)))
-
-    def should_clean(self, jobs_since_clean: int) -> bool:
-        from fluxbot.devices.memory import take_snapshot
-
-        return self.policy.should_clean(take_snapshot(self.torch_device), jobs_since_clean)
-
-    def cleanup(self) -> float:
-        from fluxbot.devices.memory import cleanup
-
-        return cleanup(self.torch_device)
-
-    def is_out_of_memory(self, exc: BaseException) -> bool:
-        from fluxbot.devices.memory import is_out_of_memory
-
-        return is_out_of_memory(exc)
-
-    def lighter(self, requests: Sequence[GenerationRequest]) -> LighterSettings:
-        from fluxbot.devices.memory import lighter_settings_for
-
-        return lighter_settings_for(sum(r.image_count for r in requests))
 
 
 class LocalWorker(Worker):

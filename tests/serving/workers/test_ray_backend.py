@@ -32,15 +32,16 @@ from fluxbot.serving.jobs import (  # noqa: E402
     ProgressEvent,
     StartedEvent,
 )
-from fluxbot.serving.ray_backend import (  # noqa: E402
+from fluxbot.serving.scheduler import JobHandle, Scheduler  # noqa: E402
+from fluxbot.serving.workers.base import Worker  # noqa: E402
+from fluxbot.serving.workers.local import LocalWorker  # noqa: E402
+from fluxbot.serving.workers.ray_backend import (  # noqa: E402
     RayBackendError,
     RayWorker,
     build_ray_workers,
     connect,
     plan_replicas,
 )
-from fluxbot.serving.scheduler import JobHandle, Scheduler  # noqa: E402
-from fluxbot.serving.worker import LocalWorker, Worker  # noqa: E402
 from tests.fakes_runner import job  # noqa: E402
 
 READY_S = 120.0
