@@ -228,7 +228,8 @@ class _Loaded:
 
 def apply_bot_switches(device: str) -> None:
     """The process-wide torch switches fluxbot.app.root sets for a device before loading."""
-    from fluxbot.devices.gpu import apply_vendor_settings, discover_devices
+    from fluxbot.devices.discovery import discover_devices
+    from fluxbot.devices.vendor import apply_vendor_settings
 
     wanted = torch.device(device)
     if wanted.type == "cuda" and wanted.index is None:

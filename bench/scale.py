@@ -19,7 +19,7 @@ import torch
 from bench.measure import median, peak_gib, reset_peak, sync
 from fluxbot.config import MemoryProfile
 from fluxbot.core.requests import GenerationRequest
-from fluxbot.devices.gpu import discover_devices
+from fluxbot.devices.discovery import discover_devices
 from fluxbot.engine.encoding import encode_result
 from fluxbot.engine.pipeline import FluxRunner
 from fluxbot.engine.placement import plan_placement

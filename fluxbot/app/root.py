@@ -14,8 +14,9 @@ from fluxbot.app.compose import RequestComposer, load_budget
 from fluxbot.app.service import JobService
 from fluxbot.config import Backend, MemoryProfile, Settings
 from fluxbot.core.requests import ASPECT_PRESETS, GenerationResult, SizeLimits
-from fluxbot.devices.gpu import DeviceInfo, apply_vendor_settings, discover_devices, select_devices
+from fluxbot.devices.discovery import DeviceInfo, discover_devices, select_devices
 from fluxbot.devices.memory import take_snapshot
+from fluxbot.devices.vendor import apply_vendor_settings
 from fluxbot.engine.encoding import encode_result
 from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
 from fluxbot.engine.placement import Component, ReplicaPlan, plan_placement

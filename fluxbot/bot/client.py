@@ -21,7 +21,7 @@ from discord.ext import commands
 from fluxbot.app.root import Engine, build_engine
 from fluxbot.app.service import JobService
 from fluxbot.config import Settings
-from fluxbot.devices.gpu import NvmlMonitor
+from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.store import Store
 from fluxbot.store.models import Job as JobRow
 from fluxbot.store.retention import RetentionPolicy

@@ -44,7 +44,7 @@ def pick_device(settings: Settings, override: str | None) -> str:
     """The torch device a one-off CLI generation runs on: --device, else the first selected."""
     if override:
         return override
-    from fluxbot.devices.gpu import discover_devices, select_devices
+    from fluxbot.devices.discovery import discover_devices, select_devices
 
     return select_devices(settings.gpus, discover_devices())[0].torch_device
 
@@ -118,7 +118,8 @@ def animate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def gpus(settings: Settings) -> int:
-    from fluxbot.devices.gpu import discover_devices, format_device_table, gpu_report
+    from fluxbot.app.device_report import format_device_table, gpu_report
+    from fluxbot.devices.discovery import discover_devices
 
     print(format_device_table(gpu_report(settings, discover_devices())))
     return 0

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fluxbot.devices.gpu import MemoryBackend, TorchBackend
+from fluxbot.devices.backends import MemoryBackend, TorchBackend
 
 if TYPE_CHECKING:
     from fluxbot.config import Settings

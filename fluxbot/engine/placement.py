@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fluxbot.config import ConfigError, MemoryProfile
-from fluxbot.devices.gpu import DeviceInfo, Vendor
+from fluxbot.devices.discovery import DeviceInfo, Vendor
 
 log = logging.getLogger(__name__)
 
@@ -319,17 +319,6 @@ def _single(device: DeviceInfo, choice: ProfileChoice) -> ReplicaPlan:
         profile=choice.profile,
         reason=choice.reason,
     )
-
-
-def plan_replicas(
-    requested: MemoryProfile,
-    devices_with_free_memory: Sequence[tuple[DeviceInfo, int]],
-    ram_available: int,
-    footprint: ModelFootprint = FLUX_SCHNELL,
-) -> list[ReplicaPlan]:
-    """The replicas to start on the selected devices; see `plan_placement`."""
-    placement = plan_placement(requested, devices_with_free_memory, ram_available, footprint)
-    return list(placement.replicas)
 
 
 def plan_placement(

@@ -8,7 +8,7 @@ import pytest
 
 from fluxbot.app.root import build_engine, build_workers, plan_replicas
 from fluxbot.config import MemoryProfile, load_settings
-from fluxbot.devices.gpu import DeviceInfo, Vendor
+from fluxbot.devices.discovery import DeviceInfo, Vendor
 from fluxbot.engine.placement import ProfileError
 from fluxbot.serving.workers.local import LocalWorker
 from fluxbot.store import Store

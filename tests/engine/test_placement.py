@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from fluxbot.config import ConfigError, MemoryProfile
-from fluxbot.devices.gpu import DeviceInfo, Vendor
+from fluxbot.devices.discovery import DeviceInfo, Vendor
 from fluxbot.engine.placement import (
     FLUX_SCHNELL,
     Component,
@@ -18,7 +18,6 @@ from fluxbot.engine.placement import (
     ReplicaPlan,
     choose_profile,
     plan_placement,
-    plan_replicas,
 )
 
 GB = 1_000_000_000
@@ -192,13 +191,19 @@ class TestChooseProfileExplicit:
         assert choose_profile(FULL, CPU, 100 * GB, 100 * GB).profile is FULL
 
 
+def replicas_placed(
+    requested: MemoryProfile, cards: Sequence[tuple[DeviceInfo, int]], ram: int
+) -> tuple[ReplicaPlan, ...]:
+    return plan_placement(requested, cards, ram).replicas
+
+
 def primaries(plans: Sequence[ReplicaPlan]) -> list[tuple[str, MemoryProfile]]:
     return [(plan.primary, plan.profile) for plan in plans]
 
 
 class TestPlanReplicas:
     def test_one_replica_per_gpu_when_each_holds_the_model(self) -> None:
-        plans = plan_replicas(AUTO, [idle(h100(0)), idle(h100(1))], PLENTY_RAM)
+        plans = replicas_placed(AUTO, [idle(h100(0)), idle(h100(1))], PLENTY_RAM)
 
         assert primaries(plans) == [("cuda:0", FULL), ("cuda:1", FULL)]
         assert plans[0].devices == dict.fromkeys(Component, "cuda:0")
@@ -207,12 +212,12 @@ class TestPlanReplicas:
     def test_mixed_cards_each_get_their_own_profile(self) -> None:
         cards = [idle(h100(0)), idle(rtx4090(1)), idle(rtx3060(2))]
 
-        plans = plan_replicas(AUTO, cards, 64 * GIB)
+        plans = replicas_placed(AUTO, cards, 64 * GIB)
 
         assert primaries(plans) == [("cuda:0", FULL), ("cuda:1", FP8), ("cuda:2", LOWVRAM)]
 
     def test_two_16_gb_ada_cards_share_one_fp8_replica(self) -> None:
-        plans = plan_replicas(AUTO, [idle(ada16(0)), idle(ada16(1))], 64 * GIB)
+        plans = replicas_placed(AUTO, [idle(ada16(0)), idle(ada16(1))], 64 * GIB)
 
         assert len(plans) == 1
         plan = plans[0]
@@ -224,7 +229,7 @@ class TestPlanReplicas:
         assert "nothing is offloaded to system RAM" in plan.reason
 
     def test_transformer_on_the_big_card_encoders_on_the_small_one_in_bf16(self) -> None:
-        plans = plan_replicas(AUTO, [idle(rtx3060(0)), idle(v100_32(1))], 64 * GIB)
+        plans = replicas_placed(AUTO, [idle(rtx3060(0)), idle(v100_32(1))], 64 * GIB)
 
         assert len(plans) == 1
         assert plans[0].profile is FULL
@@ -234,7 +239,7 @@ class TestPlanReplicas:
     def test_the_encoder_card_is_the_smallest_that_fits(self) -> None:
         cards = [idle(v100_32(0)), idle(rtx3090(1)), idle(rtx3060(2))]
 
-        plans = plan_replicas(AUTO, cards, 64 * GIB)
+        plans = replicas_placed(AUTO, cards, 64 * GIB)
 
         split = next(p for p in plans if p.is_split)
         assert split.devices[Component.TRANSFORMER] == "cuda:0"
@@ -249,14 +254,14 @@ class TestPlanReplicas:
         assert "system RAM" in placement.unused[0].reason
 
     def test_with_enough_ram_both_ampere_cards_run_lowvram(self) -> None:
-        plans = plan_replicas(AUTO, [idle(ampere16(0)), idle(ampere16(1))], 128 * GIB)
+        plans = replicas_placed(AUTO, [idle(ampere16(0)), idle(ampere16(1))], 128 * GIB)
 
         assert primaries(plans) == [("cuda:0", LOWVRAM), ("cuda:1", LOWVRAM)]
 
     def test_a_4090_alone_and_a_pair_of_16_gb_cards(self) -> None:
         cards = [idle(ada16(0)), idle(rtx4090(1)), idle(ada16(2))]
 
-        plans = plan_replicas(AUTO, cards, 64 * GIB)
+        plans = replicas_placed(AUTO, cards, 64 * GIB)
 
         assert [(p.primary, p.profile, p.is_split) for p in plans] == [
             ("cuda:0", FP8, True),
@@ -265,32 +270,32 @@ class TestPlanReplicas:
 
     def test_an_explicit_profile_a_card_cannot_run_stops_start_up(self) -> None:
         with pytest.raises(ProfileError) as caught:
-            plan_replicas(FULL, [idle(h100(0)), idle(rtx3060(1))], PLENTY_RAM)
+            replicas_placed(FULL, [idle(h100(0)), idle(rtx3060(1))], PLENTY_RAM)
 
         message = str(caught.value)
         assert message.startswith("FLUXBOT_MEMORY_PROFILE=full cannot run on cuda:1:")
         assert "FLUXBOT_GPUS" in message
 
     def test_explicit_full_may_split_across_cards(self) -> None:
-        plans = plan_replicas(FULL, [idle(v100_32(0)), idle(rtx3060(1))], PLENTY_RAM)
+        plans = replicas_placed(FULL, [idle(v100_32(0)), idle(rtx3060(1))], PLENTY_RAM)
 
         assert len(plans) == 1 and plans[0].is_split and plans[0].profile is FULL
 
     def test_explicit_lowvram_needs_ram_for_every_replica(self) -> None:
         with pytest.raises(ProfileError, match="cuda:1: lowvram keeps the weights in system RAM"):
-            plan_replicas(LOWVRAM, [idle(rtx3060(0)), idle(rtx3060(1))], 64 * GIB)
+            replicas_placed(LOWVRAM, [idle(rtx3060(0)), idle(rtx3060(1))], 64 * GIB)
 
     def test_nothing_fits_anywhere(self) -> None:
         with pytest.raises(ProfileError, match="no memory profile fits any selected device"):
-            plan_replicas(AUTO, [(gtx1650(0), 2 * GB)], 64 * GIB)
+            replicas_placed(AUTO, [(gtx1650(0), 2 * GB)], 64 * GIB)
 
     def test_cpu(self) -> None:
-        plans = plan_replicas(AUTO, [(CPU, 100 * GB)], 100 * GB)
+        plans = replicas_placed(AUTO, [(CPU, 100 * GB)], 100 * GB)
 
         assert primaries(plans) == [("cpu", FULL)]
 
     def test_mac(self) -> None:
-        assert primaries(plan_replicas(AUTO, [(MPS, 48 * GB)], 60 * GB)) == [("mps", FULL)]
+        assert primaries(replicas_placed(AUTO, [(MPS, 48 * GB)], 60 * GB)) == [("mps", FULL)]
 
     def test_each_choice_is_logged_with_its_reason(self, caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.INFO, logger="fluxbot.engine.placement"):

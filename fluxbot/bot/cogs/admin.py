@@ -12,10 +12,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from fluxbot.app.device_report import live_statuses
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import admin_only
 from fluxbot.bot.cogs.errors import UserError
-from fluxbot.devices.gpu import GpuStatus, device_status
+from fluxbot.devices.status import GpuStatus
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
@@ -60,19 +61,11 @@ class Admin(commands.Cog):
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
 
-    def _device_statuses(self) -> dict[str, GpuStatus]:
-        if not self.bot.nvml.available:
-            self.bot.nvml.start()
-        return {
-            info.torch_device: device_status(info, self.bot.nvml)
-            for info in self.bot.engine.devices
-        }
-
     @app_commands.command(name="gpu", description="Admins: devices, memory, load and queue")
     @app_commands.default_permissions(administrator=True)
     @admin_only()
     async def gpu(self, interaction: discord.Interaction) -> None:
-        statuses = await asyncio.to_thread(self._device_statuses)
+        statuses = await asyncio.to_thread(live_statuses, self.bot.engine.devices, self.bot.nvml)
         workers = self.bot.engine.scheduler.status().workers
         embeds = [gpu_embed(statuses.get(w.device), w) for w in workers][:10]
         await interaction.response.send_message(embeds=embeds, ephemeral=True)

@@ -40,7 +40,7 @@ from fluxbot.serving.workers.ray_backend import (  # noqa: E402
     RayWorker,
     build_ray_workers,
     connect,
-    plan_replicas,
+    plan_slots,
 )
 from tests.fakes_runner import job  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_one_replica_per_gpu_interleaved_across_hosts_skipping_cpu_and_dead_node
         node("c", "10.0.0.3", {"GPU": 1.0}),
         node("d", "10.0.0.4", {"GPU": 4.0}, alive=False),
     ]
-    slots = plan_replicas(nodes)
+    slots = plan_slots(nodes)
     assert [s.label for s in slots] == [
         "ray:10.0.0.1/gpu0",
         "ray:10.0.0.3/gpu0",

@@ -22,7 +22,7 @@ from fluxbot.serving.workers.ray_backend.cluster import (
     build_ray_workers,
     connect,
     import_ray,
-    plan_replicas,
+    plan_slots,
     spawn_replica,
 )
 from fluxbot.serving.workers.ray_backend.worker import RayWorker
@@ -38,6 +38,6 @@ __all__ = [
     "build_ray_workers",
     "connect",
     "import_ray",
-    "plan_replicas",
+    "plan_slots",
     "spawn_replica",
 ]

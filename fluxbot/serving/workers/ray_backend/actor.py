@@ -196,7 +196,8 @@ class ReplicaActor:
 
 def _load_runner(model: str, torch_device: str) -> Any:
     """Build the replica on the actor's device thread (vendor switches first, like locally)."""
-    from fluxbot.devices.gpu import apply_vendor_settings, discover_devices
+    from fluxbot.devices.discovery import discover_devices
+    from fluxbot.devices.vendor import apply_vendor_settings
     from fluxbot.engine.pipeline import FluxRunner
 
     for info in discover_devices():

@@ -38,7 +38,7 @@ class ReplicaSlot:
     label: str
 
 
-def plan_replicas(nodes: Sequence[dict[str, Any]]) -> list[ReplicaSlot]:
+def plan_slots(nodes: Sequence[dict[str, Any]]) -> list[ReplicaSlot]:
     """One slot per GPU of every live node, interleaved across nodes (host A's first GPU, host
     B's first, then the second ones), so ties in the scheduler spread work over the hosts."""
     per_node: list[list[ReplicaSlot]] = []
@@ -129,7 +129,7 @@ def build_ray_workers(settings: Settings, *, device: str = "auto") -> list[Worke
     """
     ray = import_ray()
     connect(settings.ray_address)
-    slots = plan_replicas(ray.nodes())
+    slots = plan_slots(ray.nodes())
     if not slots:
         raise RayBackendError(
             f"the Ray cluster at FLUXBOT_RAY_ADDRESS={settings.ray_address!r} has no GPU: "
