@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bench.__main__ import main
-from bench.report import render_markdown
+from bench.report import FLOOR_S_1024, render_markdown
 from bench.runs import queue_jobs
 from fluxbot.core.requests import ASPECT_PRESETS
 
@@ -54,8 +54,15 @@ def test_tiny_run_writes_results(tmp_path: Path) -> None:
 
 
 def test_markdown_marks_missing_numbers() -> None:
-    text = render_markdown({"environment": {"card": "X"}, "stock": {}, "profiles": {"fast": {}}})
+    # Only one number measured: no stock run, no batch or 512² case, no queue, no stages.
+    profiles = {"fast": {"cases": {"1024x1": {"s_per_image": 0.5}}}}
+    text = render_markdown({"environment": {"card": "X"}, "stock": {}, "profiles": profiles})
     assert text.startswith("# fluxbot benchmark: X")
+    rows = [line for line in text.splitlines() if line.startswith("| fluxbot fast |")]
+    speed, stages = ([cell.strip() for cell in row.strip("|").split("|")][1:] for row in rows)
+    assert speed[0] == "0.500" and speed[2] == f"{FLOOR_S_1024 / 0.5 * 100:.0f}"
+    assert speed[1] == "–" and speed[3:] == ["–"] * 8  # × stock, and all that was not measured
+    assert stages == ["–"] * 4
 
 
 def test_scale_runs_one_device_then_all(tmp_path: Path) -> None:

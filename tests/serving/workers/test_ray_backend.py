@@ -223,10 +223,18 @@ async def test_same_outcomes_events_and_pixels_as_the_local_backend(
     local_outcomes, local_events = await scenario(local)
     remote_outcomes, remote_events = await scenario(workers[0])
 
-    def shape(events: list[JobEvent]) -> list[tuple[str, str]]:
-        return [(type(e).__name__, e.job_id) for e in events if not isinstance(e, ProgressEvent)]
+    def shape(events: list[JobEvent]) -> dict[str, list[str]]:
+        """Each job's own events in order. How two jobs' events interleave is not part of the
+        contract: `done` encodes its PNGs off the device while `long` already runs (and may be
+        cancelled first), so its FinishedEvent can come before or after long's."""
+        per_job: dict[str, list[str]] = {}
+        for event in events:
+            if not isinstance(event, ProgressEvent):
+                per_job.setdefault(event.job_id, []).append(type(event).__name__)
+        return per_job
 
     assert shape(remote_events) == shape(local_events)
+    assert shape(local_events)["long"][-1] == "FinishedEvent"
     for mine, theirs in zip(remote_outcomes, local_outcomes, strict=True):
         assert (mine.status, mine.error) == (theirs.status, theirs.error)
     assert remote_outcomes[1].status is JobStatus.CANCELLED
