@@ -9,9 +9,38 @@ from pathlib import Path
 
 from fluxbot.core.requests import GenerationResult
 
+MIN_SECRET_CHARS = 8
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Discord bot tokens: three dot-separated base64url parts.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
+
+
+# Loggers whose INFO lines say nothing an owner needs (alembic lists its plugins on every run).
+QUIET_LOGGERS = ("alembic.runtime.plugins",)
+HUB_LOGGER = "huggingface_hub"
+
+
+class DemoteRepeats(logging.Filter):
+    """A hub warning already shown once (the same retry warning again and again) is shown
+    again only at DEBUG level."""
+
+    def __init__(self, prefix: str, level: int) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._level = level
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix) or record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if message not in self._seen:
+            self._seen.add(message)
+            return True
+        if self._level > logging.DEBUG:
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
 class RedactSecrets(logging.Filter):
@@ -19,7 +48,9 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
+        # A very short "secret" (a placeholder such as DISCORD_TOKEN=x) would be replaced
+        # inside every word; real tokens are about 70 characters.
+        self._secrets = tuple(s for s in secrets if len(s) >= MIN_SECRET_CHARS)
 
     def _clean(self, text: str) -> str:
         for secret in self._secrets:
@@ -59,9 +90,24 @@ def setup_logging(level: str, data_dir: Path | None, secrets: tuple[str, ...] = 
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(redact)
+        handler.addFilter(DemoteRepeats(HUB_LOGGER, logging.getLevelName(level)))
         root.addHandler(handler)
     for noisy in ("discord.gateway", "discord.http", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+    for quiet in QUIET_LOGGERS:
+        logging.getLogger(quiet).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    _route_hub_logs_through_root()
+
+
+def _route_hub_logs_through_root() -> None:
+    """huggingface_hub adds its own stderr handler and also propagates, so each of its warnings
+    was printed twice (once without a timestamp, never in the log file): keep only ours."""
+    import huggingface_hub.utils.logging  # noqa: F401  (adds its handler on import)
+
+    hub = logging.getLogger(HUB_LOGGER)
+    for handler in list(hub.handlers):
+        hub.removeHandler(handler)
+    hub.propagate = True
 
 
 def job_line(job_id: str, result: GenerationResult) -> str:

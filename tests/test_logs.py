@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
-from fluxbot.logs import job_line, setup_logging
+from fluxbot.logs import RedactSecrets, job_line, setup_logging
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 
@@ -43,3 +45,28 @@ def test_one_line_per_job_names_every_stage_and_the_device() -> None:
         "encode 0.200s",
     ):
         assert stage in line
+
+
+def test_a_repeated_hub_warning_is_shown_once_and_only_through_fluxbots_handlers(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging("INFO", tmp_path)
+    hub = logging.getLogger("huggingface_hub.utils._http")
+    for _ in range(3):
+        hub.warning("Retrying in 1s [Retry 1/5].")
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate.types")
+    err = capfd.readouterr().err
+    assert err.count("Retrying in 1s") == 1 and "WARNING" in err
+    assert "setup plugin" not in err
+    setup_logging("DEBUG", None)
+    hub.warning("Retrying in 1s [Retry 1/5].")
+    hub.warning("Retrying in 1s [Retry 1/5].")
+    err = capfd.readouterr().err
+    assert err.count("Retrying in 1s") == 2 and "DEBUG   huggingface_hub" in err
+    setup_logging("INFO", None)
+
+
+def test_a_short_placeholder_token_is_not_redacted_inside_words() -> None:
+    record = logging.LogRecord("x", logging.INFO, "", 0, "fluxbot example", None, None)
+    RedactSecrets(("x",)).filter(record)
+    assert record.getMessage() == "fluxbot example"
