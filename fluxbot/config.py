@@ -6,6 +6,9 @@ whose message is one line naming the variable, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-schnell"
+TINY_RANDOM = "tiny-random"  # a tiny random-weight model built in code, for tests and trials
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg"
 
@@ -106,6 +110,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=0, ge=0)
     retention_max_gb: float = Field(default=0.0, ge=0)
 
+    # One budget for reaching Discord at login: retries with backoff inside it.
+    login_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _parse_admin_ids(cls, value: Any) -> Any:
@@ -167,6 +174,40 @@ def _describe(error: dict[str, Any]) -> str:
     if isinstance(value, dict):
         value = "(missing)"
     return f"{name}={value!r} is not valid: {message}"
+
+
+def setting_names() -> frozenset[str]:
+    """Every variable name fluxbot reads (`DISCORD_TOKEN` and `FLUXBOT_<FIELD>`)."""
+    return frozenset(_env_name((name,)) for name in Settings.model_fields)
+
+
+def misspelled_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
+    """One warning per `FLUXBOT_*` name (environment or `.env`) that is not a setting.
+
+    pydantic-settings ignores unknown names, so a typo such as FLUXBOT_MODLE would silently
+    leave the default in force; the warning names the closest real setting.
+    """
+    from dotenv import dotenv_values
+
+    environ = os.environ if environ is None else environ
+    sources: dict[str, str] = {name: "the environment" for name in environ}
+    if env_file is not None and env_file.is_file():
+        for name in dotenv_values(env_file, encoding="utf-8"):
+            sources.setdefault(name, str(env_file))
+    known = setting_names()
+    warnings = []
+    for name, where in sorted(sources.items()):
+        if not name.upper().startswith("FLUXBOT_") or name.upper() in known:
+            continue
+        # Compared without the shared prefix, which would make every name look close.
+        suffixes = sorted(k.removeprefix("FLUXBOT_") for k in known if k.startswith("FLUXBOT_"))
+        wrong = name.upper().removeprefix("FLUXBOT_")
+        close = difflib.get_close_matches(wrong, suffixes, n=1, cutoff=0.6)
+        hint = f"did you mean FLUXBOT_{close[0]}?" if close else "see .env.example for them all"
+        warnings.append(f"{name} (in {where}) is not a fluxbot setting and is ignored; {hint}")
+    return warnings
 
 
 def load_settings(**overrides: Any) -> Settings:

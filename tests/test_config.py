@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from fluxbot.config import ConfigError, MemoryProfile, Settings, load_settings
+from fluxbot.config import (
+    ConfigError,
+    MemoryProfile,
+    Settings,
+    load_settings,
+    misspelled_settings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,3 +67,20 @@ def test_env_example_lists_every_setting() -> None:
         f"FLUXBOT_{field.upper()}" for field in Settings.model_fields if field != "discord_token"
     }
     assert names == expected
+
+
+def test_the_owners_env_file_is_never_committed() -> None:
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and ".env.example" not in ignored
+
+
+def test_misspelled_settings_name_the_closest_one(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("FLUXBOT_MAX_STEP=4\nFLUXBOT_MODEL=tiny-random\n")
+    warnings = misspelled_settings({"FLUXBOT_ZZZ": "1", "HOME": "/root"}, env_file)
+    assert warnings == [
+        f"FLUXBOT_MAX_STEP (in {env_file}) is not a fluxbot setting and is ignored; "
+        "did you mean FLUXBOT_MAX_STEPS?",
+        "FLUXBOT_ZZZ (in the environment) is not a fluxbot setting and is ignored; "
+        "see .env.example for them all",
+    ]

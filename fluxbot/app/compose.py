@@ -96,14 +96,20 @@ class RequestComposer:
         strict: bool = True,
     ) -> Draft:
         """Parse and check everything but the seed; raises RequestError (or PolicyRefused)."""
-        options = merge_options(
-            parse_prompt(prompt),
-            negative=negative,
-            seed=seed,
-            aspect=aspect,
-            steps=steps,
-            count=count,
-        )
+        try:
+            options = merge_options(
+                parse_prompt(prompt),
+                negative=negative,
+                seed=seed,
+                aspect=aspect,
+                steps=steps,
+                count=count,
+            )
+        except RequestError as exc:
+            if exc.field_name.lstrip("-") != "steps":
+                raise
+            # One limit and one sentence for steps: the operator's, not the parser's 1 to 50.
+            raise RequestError(exc.field_name, exc.value, self.limits.steps_allowed) from None
         # The negative prompt says what to keep out, so it is not held to the policy.
         self._check_policy(options.text, strict)
         preset = options.aspect or default_aspect or DEFAULT_ASPECT

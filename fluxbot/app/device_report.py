@@ -9,10 +9,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fluxbot.devices.backends import DeviceBackend, TorchBackend
-from fluxbot.devices.discovery import DeviceInfo, DeviceSelectionError, select_devices
+from fluxbot.devices.discovery import DeviceInfo, select_devices
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.devices.status import GpuStatus, device_status
-from fluxbot.engine.placement import ProfileError, plan_placement
+from fluxbot.engine.placement import (
+    ProfileError,
+    needs_placement,
+    plan_placement,
+    unplanned_reason,
+)
 
 if TYPE_CHECKING:
     from fluxbot.config import Settings
@@ -39,15 +44,24 @@ def gpu_report(
     nvml: Any | None = None,
 ) -> list[GpuStatus]:
     """Every discovered device's status, marked with whether FLUXBOT_GPUS selects it and the
-    memory profile FLUXBOT_MEMORY_PROFILE would give it (for `fluxbot gpus`)."""
+    memory profile FLUXBOT_MEMORY_PROFILE would give it (for `fluxbot gpus`): what `run` would
+    do with these settings. A wrong FLUXBOT_GPUS raises `DeviceSelectionError`, as in `run`."""
     backend = backend or TorchBackend()
+    selected = select_devices(settings.gpus, devices)
     with NvmlMonitor(nvml) as monitor:
         statuses = [device_status(info, monitor, backend) for info in devices]
-    try:
-        selected = select_devices(settings.gpus, devices)
-    except DeviceSelectionError as exc:
-        log.error("%s", exc)
-        return statuses
+    chosen = {info.torch_device for info in selected}
+    if not needs_placement(settings.model, selected):
+        reason = unplanned_reason(settings.model)
+        return [
+            replace(
+                status,
+                selected=status.device in chosen,
+                profile="full" if status.device in chosen else None,
+                profile_reason=reason if status.device in chosen else None,
+            )
+            for status in statuses
+        ]
     free = {
         info.torch_device: _free_bytes(info, status)
         for info, status in zip(devices, statuses, strict=True)
@@ -72,7 +86,6 @@ def gpu_report(
                 roles[device] = (role, plan.reason)
         for unused in placement.unused:
             roles[unused.device] = ("unused", unused.reason)
-    chosen = {info.torch_device for info in selected}
     return [
         replace(
             status,

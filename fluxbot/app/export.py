@@ -18,6 +18,18 @@ MANIFEST_NAME = "fluxbot-export.json"
 EXPORT_FORMAT = 1
 
 
+class UnknownUser(LookupError):
+    """The store has no user and no job with that id: nothing is written."""
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        super().__init__(
+            f"user {user_id} is not in the database (no settings, no jobs): nothing was "
+            "exported; check the id (Discord: turn on Developer Mode, right-click the user, "
+            "Copy User ID)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ExportReport:
     """What went into the zip; `missing` lists image files that were not on disk."""
@@ -26,6 +38,15 @@ class ExportReport:
     jobs: int
     images: int
     missing: list[str] = field(default_factory=list)
+
+    def summary(self, user_id: int) -> str:
+        """One sentence for the operator."""
+        line = (
+            f"Wrote {self.path}: {self.images} image(s) from {self.jobs} job(s) of user {user_id}"
+        )
+        if self.missing:
+            line += f"; {len(self.missing)} image file(s) were missing on disk (listed in the zip)"
+        return line + "."
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -79,7 +100,8 @@ def _job_json(job: Job, parent_public_id: str | None) -> dict[str, Any]:
 
 
 async def export_user(store: Store, user_id: int, out_path: Path | str) -> ExportReport:
-    """Write every job of `user_id` (images plus a JSON of their parameters) to a zip file.
+    """Write every job of `user_id` (images plus a JSON of their parameters) to a zip file;
+    `UnknownUser` when the store knows nothing of them.
 
     The zip is written under a temporary name and renamed, so `out_path` is either the
     complete export or untouched.
@@ -87,6 +109,8 @@ async def export_user(store: Store, user_id: int, out_path: Path | str) -> Expor
     out_path = Path(out_path)
     user = await store.users.get(user_id)
     jobs = await store.jobs.all_for_user(user_id)
+    if user is None and not jobs:
+        raise UnknownUser(user_id)
     seeds = await store.users.recent_seeds(user_id, limit=1_000_000)
     public_ids = {job.id: job.public_id for job in jobs}
     for job in jobs:

@@ -18,8 +18,14 @@ from fluxbot.devices.discovery import DeviceInfo, discover_devices, select_devic
 from fluxbot.devices.memory import take_snapshot
 from fluxbot.devices.vendor import apply_vendor_settings
 from fluxbot.engine.encoding import encode_result
-from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
-from fluxbot.engine.placement import Component, ReplicaPlan, plan_placement
+from fluxbot.engine.pipeline import FluxRunner
+from fluxbot.engine.placement import (
+    Component,
+    ReplicaPlan,
+    needs_placement,
+    plan_placement,
+    unplanned_reason,
+)
 from fluxbot.prompts.policy import ContentPolicy
 from fluxbot.serving.scheduler import Scheduler
 from fluxbot.serving.workers.base import Worker
@@ -50,11 +56,10 @@ def build_composer(settings: Settings) -> RequestComposer:
 def plan_replicas(settings: Settings, devices: Sequence[DeviceInfo]) -> list[ReplicaPlan]:
     """One replica per device that holds the model, cards paired where one alone cannot,
     offloading last (fluxbot.engine.placement); the tiny model and the CPU need no planning."""
-    if settings.model == TINY_RANDOM or not any(d.is_gpu for d in devices):
+    if not needs_placement(settings.model, devices):
+        reason = unplanned_reason(settings.model)
         return [
-            ReplicaPlan(
-                {c: d.torch_device for c in Component}, MemoryProfile.FULL, "no planning needed"
-            )
+            ReplicaPlan({c: d.torch_device for c in Component}, MemoryProfile.FULL, reason)
             for d in devices
         ]
     free = []

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import os
+import re
 import signal
+import time
 from dataclasses import dataclass, field
 
 import discord
 import yarl
 from discord.ext import commands
 
+from fluxbot.app.health import HEARTBEAT_INTERVAL_S, Heartbeat, write_heartbeat
 from fluxbot.app.root import Engine, build_engine
 from fluxbot.app.service import JobService
+from fluxbot.bot.permissions import invite_url
 from fluxbot.config import Settings
 from fluxbot.devices.nvml import NvmlMonitor
+from fluxbot.serving.workers.base import WorkerState
 from fluxbot.store import Store
 from fluxbot.store.models import Job as JobRow
 from fluxbot.store.retention import RetentionPolicy
@@ -55,6 +62,18 @@ def bot_intents() -> discord.Intents:
     intents.guild_reactions = True
     intents.dm_reactions = True
     return intents
+
+
+def limit_steps_option(tree: discord.app_commands.CommandTree, max_steps: int) -> None:
+    """Every slash command's `steps` option offers 1 to FLUXBOT_MAX_STEPS (the cogs declare a
+    static range; this is the one place the operator's limit reaches Discord)."""
+    for command in tree.walk_commands():
+        params = getattr(command, "_params", None)
+        if not params or "steps" not in params:
+            continue
+        param = params["steps"]
+        description = re.sub(r"\b1 to \d+", f"1 to {max_steps}", str(param.description))
+        params["steps"] = dataclasses.replace(param, max_value=max_steps, description=description)
 
 
 @dataclass(slots=True)
@@ -96,11 +115,35 @@ class FluxBot(commands.Bot):
                 await self.load_extension(extension)
             except Exception:
                 log.exception("could not load %s", extension)
+        limit_steps_option(self.tree, self.settings.max_steps)
         self.recovered_failures = await self.service.start(self.settings.recover_jobs)
         await self.sync_commands(force=False)
         retention = RetentionPolicy.from_settings(self.settings)
         if retention.enabled:
             self._background.append(asyncio.create_task(self._prune_forever(retention)))
+        self._background.append(asyncio.create_task(self._heartbeat_forever()))
+
+    def heartbeat(self) -> Heartbeat:
+        """What `fluxbot health` reads: connection, servers, workers ready."""
+        states = [w.status().state for w in self.engine.scheduler.workers]
+        ready = sum(state in (WorkerState.IDLE, WorkerState.BUSY) for state in states)
+        return Heartbeat(
+            at=time.time(),
+            pid=os.getpid(),
+            connected=self.is_ready() and not self.is_closed(),
+            guilds=len(self.guilds),
+            workers=len(states),
+            workers_ready=ready,
+        )
+
+    async def _heartbeat_forever(self) -> None:
+        """Write the heartbeat file now and every HEARTBEAT_INTERVAL_S (for container checks)."""
+        while True:
+            try:
+                write_heartbeat(self.settings.data_dir, self.heartbeat())
+            except OSError as exc:
+                log.warning("cannot write the heartbeat file: %s", exc)
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
     async def _prune_forever(self, policy: RetentionPolicy) -> None:
         """Apply the retention setting at start, then every hour."""
@@ -156,6 +199,13 @@ class FluxBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected as %s (%s) to %d guild(s)", self.user, self.user.id, len(self.guilds))
+        with contextlib.suppress(OSError):
+            write_heartbeat(self.settings.data_dir, self.heartbeat())
+        if not self.guilds:
+            log.warning(
+                "the bot is in no server yet; add it to one with %s",
+                invite_url(self.application_id or self.user.id),
+            )
         if self.recovered_failures:
             await self._notify_recovery_failures()
 
@@ -174,6 +224,8 @@ class FluxBot(commands.Bot):
         for task in [*self.live.trackers.values(), *self._background]:
             task.cancel()
         await super().close()
+        with contextlib.suppress(OSError):  # `fluxbot health` now says "not connected"
+            write_heartbeat(self.settings.data_dir, self.heartbeat())
         self.nvml.close()
         await self.store.close()
 
@@ -201,6 +253,9 @@ async def _main(settings: Settings, token: str) -> int:
             runner.result()
     except discord.LoginFailure:
         log.error("Discord refused the token: check DISCORD_TOKEN")
+        return 1
+    except (discord.GatewayNotFound, discord.ConnectionClosed, OSError) as exc:
+        log.error("lost the connection to Discord: %s", exc)
         return 1
     finally:
         stopper.cancel()

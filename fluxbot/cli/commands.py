@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from fluxbot.config import Settings
+from fluxbot.app.preflight import (
+    PreflightError,
+    check_model,
+    check_output_file,
+    check_store,
+    sqlite_path,
+)
+from fluxbot.config import Backend, Settings
 from fluxbot.core.requests import AnimationSpec, GenerationRequest, GenerationResult, RequestError
 
 TOKEN_HELP = (
@@ -41,12 +49,39 @@ def build_request(args: argparse.Namespace, settings: Settings) -> GenerationReq
 
 
 def pick_device(settings: Settings, override: str | None) -> str:
-    """The torch device a one-off CLI generation runs on: --device, else the first selected."""
-    if override:
-        return override
+    """The torch device a one-off CLI generation runs on: --device (one that exists here),
+    else the first FLUXBOT_GPUS selects."""
     from fluxbot.devices.discovery import discover_devices, select_devices
 
-    return select_devices(settings.gpus, discover_devices())[0].torch_device
+    devices = discover_devices()
+    if not override:
+        return select_devices(settings.gpus, devices)[0].torch_device
+    wanted = override.strip().lower()
+    if wanted in ("cuda", "xpu"):
+        wanted += ":0"
+    names = [d.torch_device for d in devices]
+    if wanted not in names:
+        raise PreflightError(
+            f"--device {override!r} is not a device on this machine: use one of {', '.join(names)}"
+        )
+    return wanted
+
+
+def _model_setting(args: argparse.Namespace) -> str:
+    return "--model" if getattr(args, "model", None) else "FLUXBOT_MODEL"
+
+
+def output_format(out: Path) -> str:
+    """The image format `--out`'s extension asks for; other extensions are refused."""
+    from fluxbot.engine.encoding import EXTENSION_FORMATS
+
+    fmt = EXTENSION_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise PreflightError(
+            f"--out {str(out)!r}: the file name must end in {', '.join(EXTENSION_FORMATS)} "
+            "(the format follows the extension)"
+        )
+    return fmt
 
 
 class ModelUnavailable(Exception):
@@ -54,7 +89,7 @@ class ModelUnavailable(Exception):
 
 
 def _generate_one(
-    args: argparse.Namespace, settings: Settings, request: GenerationRequest, desc: str
+    request: GenerationRequest, model: str, device: str, desc: str
 ) -> GenerationResult:
     """Load the model on the chosen device and run one request with a progress bar."""
     from tqdm import tqdm
@@ -62,7 +97,7 @@ def _generate_one(
     from fluxbot.engine.pipeline import FluxRunner, ModelLoadError
 
     try:
-        runner = FluxRunner.load(settings.model, pick_device(settings, args.device))
+        runner = FluxRunner.load(model, device)
     except ModelLoadError as exc:
         raise ModelUnavailable(str(exc)) from exc
     with tqdm(total=request.steps, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
@@ -81,19 +116,24 @@ def output_paths(out: Path, count: int) -> list[Path]:
     """`fox.png` for one image; `fox-1.png` ... `fox-4.png` for a batch."""
     if count == 1:
         return [out]
-    return [out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}") for i in range(count)]
+    return [out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(count)]
 
 
 def generate(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxbot.engine.encoding import encode_png
+    from fluxbot.engine.encoding import encode_image
 
+    fmt = output_format(args.out)
+    check_output_file(args.out)
+    check_model(settings.model, _model_setting(args))
     request = build_request(args, settings)
-    result = _generate_one(args, settings, request, "denoising")
+    paths = output_paths(args.out, request.count)
+    for path in paths[1:]:
+        check_output_file(path)
+    device = pick_device(settings, args.device)
+    result = _generate_one(request, settings.model, device, "denoising")
     params = dict(request.to_params(), model=settings.model)
-    for path, image, seed in zip(
-        output_paths(args.out, request.count), result.images, result.seeds, strict=True
-    ):
-        _write_atomic(path, encode_png(image, params, seed).data)
+    for path, image, seed in zip(paths, result.images, result.seeds, strict=True):
+        _write_atomic(path, encode_image(image, params, seed, fmt).data)
         print(f"{path}  seed={seed}  {image.width}x{image.height}")
     return 0
 
@@ -102,11 +142,20 @@ def animate(args: argparse.Namespace, settings: Settings) -> int:
     from fluxbot.core.seeds import random_seed
     from fluxbot.engine.animation import GifTooLarge, encode_gif
 
-    base = build_request(args, settings)
+    # Everything is checked before the model loads: a bad --fps used to fail after all frames.
     seed_to = args.seed_to if args.seed_to is not None else random_seed()
-    spec = AnimationSpec(frames=args.frames, seed_to=seed_to, prompt_to=args.prompt_to)
-    request = replace(base, animation=spec)
-    result = _generate_one(args, settings, request, f"{spec.frames} frames")
+    spec = AnimationSpec(
+        frames=args.frames, seed_to=seed_to, prompt_to=args.prompt_to, fps=args.fps
+    )
+    if args.max_bytes < 1:
+        raise RequestError("max-bytes", args.max_bytes, "a positive number of bytes")
+    if args.out.suffix.lower() != ".gif":
+        raise PreflightError(f"--out {str(args.out)!r}: an animation is written as a .gif file")
+    check_output_file(args.out)
+    check_model(settings.model, _model_setting(args))
+    request = replace(build_request(args, settings), animation=spec)
+    device = pick_device(settings, args.device)
+    result = _generate_one(request, settings.model, device, f"{spec.frames} frames")
     try:
         gif = encode_gif(result.images, args.max_bytes, fps=args.fps)
     except GifTooLarge as exc:
@@ -125,32 +174,104 @@ def gpus(settings: Settings) -> int:
     return 0
 
 
+def check_store_settings(settings: Settings) -> None:
+    """The data dir and the database, as `run`, `db upgrade` and `export` need them."""
+    check_store(settings.data_dir, settings.db_url, url_is_setting=bool(settings.database_url))
+
+
 async def db_upgrade(settings: Settings) -> int:
+    from sqlalchemy.engine import make_url
+
     from fluxbot.store import upgrade_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_store_settings(settings)
     await upgrade_database(settings.db_url)
-    print(f"database is up to date: {settings.db_url}")
+    shown = make_url(settings.db_url).render_as_string(hide_password=True)
+    print(f"database is up to date: {shown}")
     return 0
 
 
 async def export(settings: Settings, user_id: int, out: Path) -> int:
-    from fluxbot.app.export import export_user
+    from sqlalchemy.engine import make_url
+
+    from fluxbot.app.export import UnknownUser, export_user
     from fluxbot.store import Store
 
+    check_output_file(out)
+    check_store_settings(settings)
+    path = sqlite_path(make_url(settings.db_url))
+    if path is not None and not path.is_file():
+        raise PreflightError(
+            f"there is no database at {path} (FLUXBOT_DATA_DIR={str(settings.data_dir)!r}), so "
+            "nothing to export: run the export where the bot keeps its data"
+        )
     store = await Store.open(settings)
     try:
-        count = await export_user(store, user_id, out)
+        report = await export_user(store, user_id, out)
+    except UnknownUser as exc:
+        print(f"fluxbot: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         await store.close()
-    print(f"{out}: {count} image(s) of user {user_id}")
+    print(report.summary(user_id))
     return 0
 
 
 def run_bot(settings: Settings) -> int:
+    """`fluxbot run`: the token, the data dir, the database and the model are checked before
+    anything loads or Discord is contacted."""
     if settings.discord_token is None or not settings.discord_token.get_secret_value():
         print(f"fluxbot: error: {TOKEN_HELP}", file=sys.stderr)
         return 2
+    check_store_settings(settings)
+    if settings.backend is Backend.LOCAL:  # Ray workers load the model on their own hosts
+        check_model(settings.model)
+        from fluxbot.devices.discovery import discover_devices, select_devices
+
+        select_devices(settings.gpus, discover_devices())  # a wrong FLUXBOT_GPUS fails here
+    from fluxbot.bot.login import DiscordUnreachable, TokenRejected, check_login
+
+    token = settings.discord_token.get_secret_value()
+    try:  # before the engine is imported and built: a network problem is said in seconds
+        asyncio.run(check_login(settings.discord_api_base, token, settings.login_timeout_s))
+    except (DiscordUnreachable, TokenRejected) as exc:
+        print(f"fluxbot: error: {exc}", file=sys.stderr)
+        return 1
     from fluxbot.bot.client import run
 
     return run(settings)
+
+
+def health(settings: Settings, max_age_s: float) -> int:
+    """`fluxbot health`: 0 when the running bot's heartbeat is fresh and it is connected."""
+    from fluxbot.app.health import read_heartbeat
+
+    check_data_dir_exists(settings.data_dir)
+    verdict = read_heartbeat(settings.data_dir, max_age_s)
+    print(verdict.line)
+    return 0 if verdict.healthy else 1
+
+
+def check_data_dir_exists(data_dir: Path) -> None:
+    if not data_dir.is_dir():
+        raise PreflightError(
+            f"FLUXBOT_DATA_DIR={str(data_dir)!r} does not exist: is the bot running?"
+        )
+
+
+def invite(settings: Settings, client_id: int | None) -> int:
+    """`fluxbot invite`: the OAuth2 URL that adds the bot to a server with what it needs."""
+    from fluxbot.bot.permissions import application_id_from_token, describe_permissions, invite_url
+
+    if client_id is None:
+        token = settings.discord_token.get_secret_value() if settings.discord_token else ""
+        client_id = application_id_from_token(token)
+        if client_id is None:
+            raise PreflightError(
+                "fluxbot invite needs the application id: set DISCORD_TOKEN (the id is read from "
+                "it) or pass --client-id (Developer Portal > your application > General "
+                "Information > Application ID)"
+            )
+    print(invite_url(client_id))
+    print(f"permissions: {describe_permissions()}; no privileged intent is needed.")
+    return 0

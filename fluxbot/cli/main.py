@@ -1,4 +1,5 @@
-"""The `fluxbot` command: run | generate | animate | gpus | db upgrade | export."""
+"""The `fluxbot` command: run | generate | animate | gpus | db upgrade | export | invite |
+health."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, NoReturn
 
 from fluxbot import __version__
 from fluxbot.cli.commands import ModelUnavailable
-from fluxbot.config import ConfigError, Settings, load_settings
+from fluxbot.config import ConfigError, Settings, load_settings, misspelled_settings
 from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX, RequestError
 
 EXIT_USAGE = 2
@@ -39,6 +40,16 @@ def _int_arg(name: str) -> Callable[[str], int]:
     return parse
 
 
+def _float_arg(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise CliError(f"--{name} {text!r} is not a number") from None
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fluxbot", description="FLUX.1-schnell images for Discord.")
     parser.add_argument("--version", action="version", version=f"fluxbot {__version__}")
@@ -60,14 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate image(s) to files")
     add_generation_options(gen)
     gen.add_argument("--count", type=_int_arg("count"), default=None, help="1..4 images")
-    gen.add_argument("--out", type=Path, default=Path("fluxbot.png"), help="output PNG path")
+    gen.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fluxbot.png"),
+        help="output file: .png, .jpg or .webp (parameters kept in the file's metadata)",
+    )
 
     anim = sub.add_parser("animate", help="a GIF morphing between two seeds")
     add_generation_options(anim)
     anim.add_argument("--frames", type=_int_arg("frames"), default=12, help="2..24 frames")
     anim.add_argument("--seed-to", type=_int_arg("seed-to"), default=None, help="end seed")
     anim.add_argument("--prompt-to", default=None, help="morph towards this prompt")
-    anim.add_argument("--fps", type=float, default=8.0)
+    anim.add_argument("--fps", type=_float_arg("fps"), default=8.0, help="frames a second")
     anim.add_argument("--max-bytes", type=_int_arg("max-bytes"), default=10 * 2**20)
     anim.add_argument("--out", type=Path, default=Path("fluxbot.gif"))
 
@@ -80,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export one user's images and parameters as a zip")
     export.add_argument("--user", type=_int_arg("user"), required=True, help="Discord user id")
     export.add_argument("--out", type=Path, required=True, help="zip file to write")
+
+    invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
+    invite.add_argument(
+        "--client-id", type=_int_arg("client-id"), default=None, help="application id"
+    )
+
+    health = sub.add_parser("health", help="exit 0 if the running bot is healthy (healthcheck)")
+    health.add_argument(
+        "--max-age",
+        type=_float_arg("max-age"),
+        default=None,
+        help="seconds after which the heartbeat counts as stale",
+    )
     return parser
 
 
@@ -102,7 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         token = settings.discord_token.get_secret_value() if settings.discord_token else ""
         log_dir = settings.data_dir if args.command == "run" else None
+        if log_dir is not None:
+            from fluxbot.app.preflight import check_data_dir
+
+            check_data_dir(log_dir)  # before the log file goes in it
         setup_logging(settings.log_level, log_dir, (token,))
+        for warning in misspelled_settings():
+            log.warning("%s", warning)
         return _dispatch(args, settings)
     except (CliError, ConfigError, RequestError) as exc:
         print(f"fluxbot: error: {exc}", file=sys.stderr)
@@ -132,6 +167,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(cli_commands.export(settings, args.user, args.out))
         case "run":
             return cli_commands.run_bot(settings)
+        case "invite":
+            return cli_commands.invite(settings, args.client_id)
+        case "health":
+            from fluxbot.app.health import DEFAULT_MAX_AGE_S
+
+            return cli_commands.health(settings, args.max_age or DEFAULT_MAX_AGE_S)
     raise CliError(f"unknown command {args.command!r}")
 
 

@@ -94,6 +94,11 @@ class SizeLimits:
     max_megapixels: float = 2.0
     max_steps: int = 8
 
+    @property
+    def steps_allowed(self) -> str:
+        """The one sentence for a steps value out of range, wherever it is checked."""
+        return f"a whole number from 1 to {self.max_steps}"
+
     @classmethod
     def from_settings(cls, settings: Any) -> SizeLimits:
         return cls(
@@ -103,6 +108,10 @@ class SizeLimits:
             max_megapixels=settings.max_megapixels,
             max_steps=settings.max_steps,
         )
+
+
+MIN_FPS = 0.5
+MAX_FPS = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,9 @@ class AnimationSpec:
         if not 2 <= self.frames <= 24:
             raise RequestError("frames", self.frames, "a whole number from 2 to 24")
         _check_seed("seed_to", self.seed_to)
+        # GIF frame delays are whole centiseconds and viewers slow anything under 2 down.
+        if isinstance(self.fps, bool) or not MIN_FPS <= self.fps <= MAX_FPS:
+            raise RequestError("fps", self.fps, f"a number from {MIN_FPS:g} to {MAX_FPS:g}")
 
 
 def _check_seed(name: str, seed: Any) -> None:
@@ -186,7 +198,7 @@ class GenerationRequest:
                 f"at most {limits.max_megapixels:g} megapixels",
             )
         if self.steps > limits.max_steps:
-            raise RequestError("steps", self.steps, f"a whole number from 1 to {limits.max_steps}")
+            raise RequestError("steps", self.steps, limits.steps_allowed)
         return self
 
     @property

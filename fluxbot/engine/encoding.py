@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, PngImagePlugin
+from PIL import ExifTags, Image, PngImagePlugin
 
 from fluxbot import __version__
 from fluxbot.core.requests import GenerationResult
@@ -23,6 +23,11 @@ MIN_UPLOAD_SIDE = 64
 
 
 FORMATS = ("png", "webp", "jpeg", "gif")
+# File name extension -> the still-image format written for it (`fluxbot generate --out`).
+EXTENSION_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+_USER_COMMENT = 0x9286  # EXIF UserComment: 8 bytes naming the charset, then the text
+_IMAGE_DESCRIPTION = 0x010E
+_ASCII_PREFIX = b"ASCII\x00\x00\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +84,39 @@ def encode_png(image: Image.Image, params: dict[str, Any], seed: int) -> Encoded
     return EncodedImage(buffer.getvalue(), seed, image.width, image.height, "png")
 
 
+def encode_image(
+    image: Image.Image, params: dict[str, Any], seed: int, fmt: str = "png"
+) -> EncodedImage:
+    """PNG, JPEG (quality 95) or lossless WebP, each carrying the image's parameters: PNG in
+    text chunks, JPEG and WebP in EXIF (ImageDescription, and the JSON in UserComment)."""
+    if fmt == "png":
+        return encode_png(image, params, seed)
+    if fmt not in ("jpeg", "webp"):
+        raise ValueError(f"format {fmt!r}: one of png, jpeg, webp")
+    own = dict(params, seed=seed, count=1, fluxbot_version=__version__)
+    exif = Image.Exif()
+    exif[_IMAGE_DESCRIPTION] = describe_parameters(own).encode("ascii", "replace").decode()
+    comment = json.dumps(own, sort_keys=True, ensure_ascii=True).encode("ascii")
+    exif.get_ifd(ExifTags.IFD.Exif)[_USER_COMMENT] = _ASCII_PREFIX + comment
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.convert("RGB").save(buffer, format="JPEG", quality=95, subsampling=0, exif=exif)
+    else:
+        image.save(buffer, format="WEBP", lossless=True, method=4, exif=exif)
+    return EncodedImage(buffer.getvalue(), seed, image.width, image.height, fmt)
+
+
 def read_parameters(data: bytes) -> dict[str, Any]:
-    """The parameters a fluxbot PNG carries (empty if none)."""
+    """The parameters a fluxbot PNG, JPEG or WebP carries (empty if none)."""
     with Image.open(io.BytesIO(data)) as image:
         text = getattr(image, "text", {}) or {}
+        comment = image.getexif().get_ifd(ExifTags.IFD.Exif).get(_USER_COMMENT)
     raw = text.get(FLUXBOT_KEY)
-    return json.loads(raw) if raw else {}
+    if raw:
+        return json.loads(raw)
+    if isinstance(comment, bytes) and comment.startswith(_ASCII_PREFIX):
+        return json.loads(comment[len(_ASCII_PREFIX) :])
+    return {}
 
 
 def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fluxbot.config import MemoryProfile, SpeedProfile
+from fluxbot.config import TINY_RANDOM, MemoryProfile, SpeedProfile
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.core.seeds import make_generators
 from fluxbot.devices.memory import LighterSettings
@@ -29,7 +29,6 @@ from fluxbot.engine.memory_profiles import pin_execution_device
 
 log = logging.getLogger(__name__)
 
-TINY_RANDOM = "tiny-random"
 DEFAULT_EMBED_CACHE = 64
 PREVIEW_MAX_SIDE = 128
 # diffusers/accelerate build models under a process-wide monkeypatch (init_empty_weights): any
@@ -183,6 +182,8 @@ class FluxRunner:
             # The runner decodes the transformer's latents where they are.
             raise ValueError("the VAE must sit on the transformer's device")
         dtype = dtype or default_dtype(device)
+        # A person waiting at the terminal sees this before the (possibly long) load.
+        log.info("loading %s on %s (memory %s, speed %s)...", model, device, memory, speed)
         started = time.perf_counter()
         with _BUILD_LOCK:
             pipe = load_flux_pipeline(model, dtype)

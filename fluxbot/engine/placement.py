@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from fluxbot.config import ConfigError, MemoryProfile
+from fluxbot.config import TINY_RANDOM, ConfigError, MemoryProfile
 from fluxbot.devices.discovery import DeviceInfo, Vendor
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,19 @@ FP8_MIN_CAPABILITY = (8, 9)  # Ada; fp8 tensor-core matmul
 
 class ProfileError(ConfigError):
     """No memory profile (or not the one asked for) can run on the selected devices."""
+
+
+def needs_placement(model: str, devices: Sequence[DeviceInfo]) -> bool:
+    """Whether memory planning applies: not for the tiny model, nor when only a CPU runs it
+    (the model then sits in system RAM as it is). `run` and `fluxbot gpus` both ask this."""
+    return model != TINY_RANDOM and any(d.is_gpu for d in devices)
+
+
+def unplanned_reason(model: str) -> str:
+    """Why a selected device runs the model without memory planning."""
+    if model == TINY_RANDOM:
+        return "tiny-random: a few MB, loaded whole on each selected device"
+    return "no GPU selected: the model runs on the CPU in system RAM (very slow)"
 
 
 class Component(StrEnum):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fluxbot.app.device_report import format_device_table, gpu_report, live_statuses
 from fluxbot.config import MemoryProfile, load_settings
-from fluxbot.devices.discovery import Vendor, discover_devices
+from fluxbot.devices.discovery import DeviceSelectionError, Vendor, discover_devices
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.devices.status import GpuStatus
 from tests.devices.fakes import GIB, FakeNvml, two_nvidia
@@ -69,14 +71,22 @@ class TestGpuReport:
         assert status.profile == "refused"
         assert status.profile_reason is not None and "compute capability" in status.profile_reason
 
-    def test_a_wrong_selection_still_lists_the_devices(self) -> None:
+    def test_a_wrong_selection_fails_as_run_does(self) -> None:
         backend = two_nvidia()
         settings = load_settings(gpus="7")
 
+        with pytest.raises(DeviceSelectionError, match="no such GPU 7"):
+            gpu_report(settings, discover_devices(backend), backend, nvml=FakeNvml())
+
+    def test_the_tiny_model_is_not_planned_on_gpus_either(self) -> None:
+        backend = two_nvidia()
+        settings = load_settings(gpus="1", model="tiny-random", memory_profile=MemoryProfile.FP8)
+
         report = gpu_report(settings, discover_devices(backend), backend, nvml=FakeNvml())
 
-        assert [s.device for s in report] == ["cuda:0", "cuda:1", "cpu"]
-        assert not any(s.selected for s in report)
+        by_device = {s.device: s for s in report}
+        assert by_device["cuda:1"].profile == "full" and by_device["cuda:0"].profile is None
+        assert "tiny-random" in (by_device["cuda:1"].profile_reason or "")
 
 
 def test_live_statuses_start_the_monitor_and_read_every_device() -> None:

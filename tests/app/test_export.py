@@ -8,9 +8,10 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 from PIL import Image as PILImage
 
-from fluxbot.app.export import MANIFEST_NAME, export_user
+from fluxbot.app.export import MANIFEST_NAME, UnknownUser, export_user
 from fluxbot.core.requests import GenerationRequest, JobKind
 from fluxbot.store import EncodedImage, Store
 from tests.store.helpers import encoded, make_request
@@ -67,7 +68,7 @@ async def test_export_reports_missing_files_and_unknown_users(store: Store, tmp_
     store.image_path(job.images[0].path).unlink()  # someone cleaned the disk by hand
     report = await export_user(store, 1, tmp_path / "a.zip")
     assert report.images == 0 and report.missing == [job.images[0].path]
-    empty = await export_user(store, 999, tmp_path / "b.zip")
-    assert (empty.jobs, empty.images) == (0, 0)
-    with zipfile.ZipFile(tmp_path / "b.zip") as archive:
-        assert json.loads(archive.read(MANIFEST_NAME))["jobs"] == []
+    assert "1 image file(s) were missing" in report.summary(1)
+    with pytest.raises(UnknownUser, match="999"):
+        await export_user(store, 999, tmp_path / "b.zip")
+    assert not (tmp_path / "b.zip").exists()

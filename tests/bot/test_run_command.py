@@ -8,7 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
+from fluxbot.app.health import read_heartbeat
 from fluxbot.engine.encoding import read_parameters
+from tests.bot.conftest import wait_for
 from tests.fake_discord.server import FakeDiscord
 
 
@@ -16,12 +18,13 @@ async def test_fluxbot_run_serves_and_stops_cleanly_on_sigterm(
     discord_server: FakeDiscord, tmp_path: Path
 ) -> None:
     server = discord_server
+    data_dir = tmp_path / "data"
     env = dict(os.environ)
     env.update(
         DISCORD_TOKEN=server.token,
         FLUXBOT_MODEL="tiny-random",
         FLUXBOT_GPUS="cpu",
-        FLUXBOT_DATA_DIR=str(tmp_path / "data"),
+        FLUXBOT_DATA_DIR=str(data_dir),
         FLUXBOT_DISCORD_API_BASE=server.api_base,
         FLUXBOT_DISCORD_GATEWAY_URL=server.gateway_url,
         FLUXBOT_MIN_SIZE="64",
@@ -46,6 +49,9 @@ async def test_fluxbot_run_serves_and_stops_cleanly_on_sigterm(
             lambda m: bool(m.attachments and m.embeds), within_s=90
         )
         assert read_parameters(result.attachments[0].data)["seed"] == 11
+        await wait_for(lambda: read_heartbeat(data_dir, 60.0).healthy, what="a healthy heartbeat")
+        code, line = await fluxbot_health(env, tmp_path)
+        assert code == 0 and line.startswith("healthy: connected"), line
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), 60)
     finally:
@@ -58,3 +64,15 @@ async def test_fluxbot_run_serves_and_stops_cleanly_on_sigterm(
     assert (tmp_path / "data" / "fluxbot.db").exists()
     assert (tmp_path / "data" / "logs" / "fluxbot.log").read_text().count("done on cpu") == 1
     assert server.token not in (tmp_path / "data" / "logs" / "fluxbot.log").read_text()
+    code, line = await fluxbot_health(env, tmp_path)
+    assert code == 1 and "not connected" in line, line
+
+
+async def fluxbot_health(env: dict[str, str], cwd: Path) -> tuple[int | None, str]:
+    """`fluxbot health` as a container's healthcheck runs it: exit code and its line."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fluxbot", "health", env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, output.decode().strip()

@@ -38,6 +38,20 @@ def test_generate_writes_a_png_with_parameters_and_is_reproducible(tmp_path: Pat
         assert x.size == (256, 256)
         assert np.array_equal(np.asarray(x), np.asarray(y))
     assert "seed=42" in first.stdout
+    assert "loading tiny-random on cpu" in first.stderr  # said before the model loads
+
+
+@pytest.mark.parametrize(("name", "magic"), [("fox.jpg", b"\xff\xd8\xff"), ("fox.webp", b"RIFF")])
+def test_generate_writes_the_format_its_extension_names_with_parameters(
+    tmp_path: Path, name: str, magic: bytes
+) -> None:
+    args = ("generate", "a fox", "--model", "tiny-random", "--seed", "5", "--steps", "1")
+    code = main([*args, "--width", "256", "--height", "256", "--out", str(tmp_path / name)])
+    assert code == 0
+    data = (tmp_path / name).read_bytes()
+    assert data.startswith(magic)
+    params = read_parameters(data)
+    assert (params["prompt"], params["seed"], params["model"]) == ("a fox", 5, "tiny-random")
 
 
 @pytest.mark.parametrize(
@@ -47,7 +61,11 @@ def test_generate_writes_a_png_with_parameters_and_is_reproducible(tmp_path: Pat
         (["--width", "13", "a fox"], "width 13"),
         (["   "], "prompt"),
         (["a fox --ar 5:4"], "16:9"),
-        (["--steps", "99", "a fox"], "steps"),
+        (["--steps", "99", "a fox"], "steps 99 is not allowed: a whole number from 1 to 8"),
+        (["--steps", "0", "a fox"], "steps 0 is not allowed: a whole number from 1 to 8"),
+        (["--steps", "9", "a fox"], "steps 9 is not allowed: a whole number from 1 to 8"),
+        (["a fox --steps 0"], "--steps '0' is not allowed: a whole number from 1 to 8"),
+        (["--device", "cuda:0", "a fox"], "--device 'cuda:0' is not a device on this machine"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(
