@@ -125,11 +125,11 @@ def generate(args: argparse.Namespace, settings: Settings) -> int:
     fmt = output_format(args.out)
     check_output_file(args.out)
     check_model(settings.model, _model_setting(args))
+    device = pick_device(settings, args.device)
     request = build_request(args, settings)
     paths = output_paths(args.out, request.count)
     for path in paths[1:]:
         check_output_file(path)
-    device = pick_device(settings, args.device)
     result = _generate_one(request, settings.model, device, "denoising")
     params = dict(request.to_params(), model=settings.model)
     for path, image, seed in zip(paths, result.images, result.seeds, strict=True):
@@ -153,8 +153,8 @@ def animate(args: argparse.Namespace, settings: Settings) -> int:
         raise PreflightError(f"--out {str(args.out)!r}: an animation is written as a .gif file")
     check_output_file(args.out)
     check_model(settings.model, _model_setting(args))
-    request = replace(build_request(args, settings), animation=spec)
     device = pick_device(settings, args.device)
+    request = replace(build_request(args, settings), animation=spec)
     result = _generate_one(request, settings.model, device, f"{spec.frames} frames")
     try:
         gif = encode_gif(result.images, args.max_bytes, fps=args.fps)
@@ -243,20 +243,13 @@ def run_bot(settings: Settings) -> int:
 
 
 def health(settings: Settings, max_age_s: float) -> int:
-    """`fluxbot health`: 0 when the running bot's heartbeat is fresh and it is connected."""
+    """`fluxbot health`: 0 when the running bot's heartbeat is fresh and it is connected,
+    else 1 (a container healthcheck must use only these two; Docker reserves 2)."""
     from fluxbot.app.health import read_heartbeat
 
-    check_data_dir_exists(settings.data_dir)
     verdict = read_heartbeat(settings.data_dir, max_age_s)
     print(verdict.line)
     return 0 if verdict.healthy else 1
-
-
-def check_data_dir_exists(data_dir: Path) -> None:
-    if not data_dir.is_dir():
-        raise PreflightError(
-            f"FLUXBOT_DATA_DIR={str(data_dir)!r} does not exist: is the bot running?"
-        )
 
 
 def invite(settings: Settings, client_id: int | None) -> int:

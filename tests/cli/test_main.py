@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fluxbot.cli.main import main
@@ -65,7 +66,11 @@ def test_generate_writes_the_format_its_extension_names_with_parameters(
         (["--steps", "0", "a fox"], "steps 0 is not allowed: a whole number from 1 to 8"),
         (["--steps", "9", "a fox"], "steps 9 is not allowed: a whole number from 1 to 8"),
         (["a fox --steps 0"], "--steps '0' is not allowed: a whole number from 1 to 8"),
-        (["--device", "cuda:0", "a fox"], "--device 'cuda:0' is not a device on this machine"),
+        pytest.param(
+            ["--device", "cuda:0", "a fox"],
+            "--device 'cuda:0' is not a device on this machine: use one of cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here"),
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(
