@@ -76,3 +76,27 @@ async def fluxbot_health(env: dict[str, str], cwd: Path) -> tuple[int | None, st
     )  # fmt: skip
     output, _ = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, output.decode().strip()
+
+
+async def test_a_token_discord_refuses_is_one_line_and_exit_1(
+    discord_server: FakeDiscord, tmp_path: Path
+) -> None:
+    env = dict(os.environ)
+    env.update(
+        DISCORD_TOKEN="MTIz.not-the.token",
+        FLUXBOT_MODEL="tiny-random",
+        FLUXBOT_GPUS="cpu",
+        FLUXBOT_DATA_DIR=str(tmp_path / "data"),
+        FLUXBOT_DISCORD_API_BASE=discord_server.api_base,
+        FLUXBOT_DISCORD_GATEWAY_URL=discord_server.gateway_url,
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fluxbot", "run", env=env, cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 1
+    assert err.decode().strip().splitlines()[-1] == (
+        "fluxbot: error: Discord refused the token: check DISCORD_TOKEN"
+    )
+    assert "Traceback" not in err.decode()
