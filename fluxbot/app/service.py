@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.serving.handle import JobHandle, QueuePlace
 from fluxbot.serving.jobs import FinishedEvent, Job, JobEvent, JobOutcome, StartedEvent
-from fluxbot.serving.scheduler import JobHandle, QueuePlace, Scheduler
+from fluxbot.serving.scheduler import Scheduler
 from fluxbot.store import Store
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import Job as JobRow

@@ -5,8 +5,10 @@ jobs cannot starve another's one. Each worker has a dispatcher task that pulls t
 its device is free; pulling from one shared queue, rather than pushing into per-device queues,
 keeps fairness global and lets whichever device frees first take the next job.
 
-The scheduler knows nothing of Discord or the store: callers submit `Job`s and read `JobHandle`s.
-Every method is called on the event loop thread.
+The scheduler knows nothing of Discord or the store: callers submit `Job`s and read `JobHandle`s
+(fluxbot.serving.handle); the scheduler keeps its own dispatch state of each job in a
+`DispatchRecord` (fluxbot.serving.dispatch). The queue's order is `FairQueue`'s
+(fluxbot.serving.fair_queue). Every method is called on the event loop thread.
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import MAX_COUNT, GenerationRequest, JobStatus
 from fluxbot.logs import job_line
+from fluxbot.serving.dispatch import DispatchRecord
+from fluxbot.serving.fair_queue import FairQueue
+from fluxbot.serving.handle import JobHandle, QueuePlace
 from fluxbot.serving.jobs import (
     FinishedEvent,
     Job,
     JobEvent,
-    JobEventStream,
     JobOutcome,
     PositionEvent,
     ProgressEvent,
@@ -69,16 +72,6 @@ class SchedulerClosed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class QueuePlace:
-    """Where a waiting job stands: 1-based position, and seconds until it starts and finishes."""
-
-    position: int
-    starts_in_s: float
-    eta_s: float
-    device: str
-
-
-@dataclass(frozen=True, slots=True)
 class QueueEntry:
     """One line of the admin queue listing; running jobs have position 0."""
 
@@ -98,160 +91,6 @@ class SchedulerStatus:
     running: int
     paused: bool
     closing: bool
-
-
-@dataclass(slots=True)
-class _Queued:
-    job: Job
-    round: int
-    seq: int
-
-
-class FairQueue:
-    """Waiting jobs in round-robin order across users; `priority_front` jobs come first, once.
-
-    Each job carries the round in which its user's turn comes: a user's n-th waiting job is in
-    round n after the current one, and a newcomer joins the next round (no credit for idle
-    time). Dispatch order is (round, arrival). Explicit rounds keep the order stable when
-    batching takes a job early: the user has used that turn, so the rest do not move up.
-    A cancel does move the user's later jobs up a round, as their turns are free again.
-    """
-
-    def __init__(self) -> None:
-        self._front: deque[Job] = deque()
-        self._waiting: dict[str, _Queued] = {}
-        self._last_round: dict[int, int] = {}
-        self._round = 0
-        self._seq = 0
-
-    def __len__(self) -> int:
-        return len(self._front) + len(self._waiting)
-
-    def count_for(self, user_id: int) -> int:
-        front = sum(1 for job in self._front if job.user_id == user_id)
-        return front + sum(1 for q in self._waiting.values() if q.job.user_id == user_id)
-
-    def push(self, job: Job) -> None:
-        if job.priority_front:
-            self._front.append(job)
-            return
-        user_round = max(self._round, self._last_round.get(job.user_id, 0)) + 1
-        self._last_round[job.user_id] = user_round
-        self._seq += 1
-        self._waiting[job.job_id] = _Queued(job, user_round, self._seq)
-
-    def pop_next(self) -> Job | None:
-        """The next job in dispatch order."""
-        if self._front:
-            return self._front.popleft()
-        if not self._waiting:
-            return None
-        first = min(self._waiting.values(), key=lambda q: (q.round, q.seq))
-        del self._waiting[first.job.job_id]
-        self._round = max(self._round, first.round)
-        return first.job
-
-    def order(self) -> list[Job]:
-        """All waiting jobs in the order they would be dispatched if nothing else arrived."""
-        rest = sorted(self._waiting.values(), key=lambda q: (q.round, q.seq))
-        return [*self._front, *(q.job for q in rest)]
-
-    def take(self, job_id: str) -> Job:
-        """Take a job out of turn (into a batch); its user's other jobs keep their rounds."""
-        for job in self._front:
-            if job.job_id == job_id:
-                self._front.remove(job)
-                return job
-        return self._waiting.pop(job_id).job
-
-    def remove(self, job_id: str) -> Job | None:
-        """Cancel a waiting job: the user's later jobs move up one round."""
-        for job in self._front:
-            if job.job_id == job_id:
-                self._front.remove(job)
-                return job
-        gone = self._waiting.pop(job_id, None)
-        if gone is None:
-            return None
-        user_id = gone.job.user_id
-        for queued in self._waiting.values():
-            if queued.job.user_id == user_id and queued.round > gone.round:
-                queued.round -= 1
-        self._last_round[user_id] -= 1
-        return gone.job
-
-    def drain(self) -> list[Job]:
-        """Empty the queue; returns its jobs in dispatch order."""
-        ordered = self.order()
-        self._front.clear()
-        self._waiting.clear()
-        return ordered
-
-
-class JobHandle:
-    """The caller's view of a submitted job: state, place in the queue, events and outcome."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.status = JobStatus.QUEUED
-        self.device: str | None = None
-        self.place: QueuePlace | None = None
-        self.outcome: JobOutcome | None = None
-        self._future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        self._streams: list[JobEventStream] = []
-        self._position: PositionEvent | None = None
-        self._started: StartedEvent | None = None
-        self._progress: ProgressEvent | None = None
-        self._dispatched_at: float | None = None
-        self._worker: Worker | None = None
-        self._requeues = 0
-        self._handed_back = False
-        self._finishing = False
-
-    @property
-    def job_id(self) -> str:
-        return self.job.job_id
-
-    @property
-    def done(self) -> bool:
-        return self.outcome is not None
-
-    def events(self, *, coalesce: bool = True, min_interval_s: float = 0.0) -> JobEventStream:
-        """A new subscription, starting from the job's current state and ending with its finish."""
-        stream = JobEventStream(coalesce=coalesce, min_interval_s=min_interval_s)
-        if self.outcome is not None:
-            stream.push(FinishedEvent(self.job_id, self.outcome))
-            return stream
-        if self._started is not None:
-            stream.push(self._started)
-            if self._progress is not None:
-                stream.push(self._progress)
-        elif self._position is not None:
-            stream.push(self._position)
-        self._streams.append(stream)
-        return stream
-
-    async def result(self) -> JobOutcome:
-        """Wait for the outcome (cancelling this wait does not cancel the job)."""
-        return await asyncio.shield(self._future)
-
-    def _publish(self, event: JobEvent) -> None:
-        if self.outcome is not None:
-            return
-        if isinstance(event, PositionEvent):
-            self._position = event
-        elif isinstance(event, StartedEvent):
-            self._started, self._progress = event, None
-        elif isinstance(event, ProgressEvent):
-            self._progress = event
-        elif isinstance(event, FinishedEvent):
-            self.outcome = event.outcome
-            self.status = event.outcome.status
-            self._future.set_result(event.outcome)
-        for stream in self._streams:
-            stream.push(event)
-        if self.outcome is not None:
-            self._streams.clear()
 
 
 Listener = Callable[[JobEvent], None]
@@ -281,14 +120,14 @@ class Scheduler:
         self.small_job_pixels = small_job_pixels
         self.requeue_limit = requeue_limit
         self._queue = FairQueue()
-        self._handles: dict[str, JobHandle] = {}
+        self._jobs: dict[str, DispatchRecord] = {}  # queued or running, by job id
         self._listeners: list[Listener] = []
         self._dispatchers: dict[Worker, asyncio.Task[None]] = {}
         self._wakes: dict[Worker, asyncio.Event] = {}
         self._finishing: set[asyncio.Task[None]] = set()
         # Running jobs' "last denoising step reached" signals (see _until_next_batch).
         self._last_steps: dict[str, asyncio.Event] = {}
-        self._shutdown_handed_back: list[JobHandle] = []
+        self._shutdown_handed_back: list[DispatchRecord] = []
         self._paused = False
         self._closing = False
         self._no_devices = False
@@ -343,28 +182,27 @@ class Scheduler:
         self._wake()
         left = self._queue.drain()
         for job in left:
-            handle = self._handles[job.job_id]
-            self._complete(handle, self._handed_back_outcome(job))
+            self._complete(self._jobs[job.job_id], self._handed_back_outcome(job))
         pending = set(self._dispatchers.values())
         if pending:
             _, pending = await asyncio.wait(pending, timeout=grace_s)
         if pending:
-            for handle in self._running_handles():
-                handle._handed_back = True
-                if handle._worker is not None:
-                    handle._worker.cancel(handle.job_id)
+            for record in self._on_device():
+                record.handed_back = True
+                if record.worker is not None:
+                    record.worker.cancel(record.job_id)
             _, pending = await asyncio.wait(pending, timeout=stop_wait_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for handle in self._running_handles():  # still on a device that did not stop in time
-            handle._handed_back = True
-            self._complete(handle, self._handed_back_outcome(handle.job))
+        for record in self._on_device():  # still on a device that did not stop in time
+            record.handed_back = True
+            self._complete(record, self._handed_back_outcome(record.job))
         if self._finishing:
             await asyncio.wait(self._finishing, timeout=stop_wait_s)
         for worker in self.workers:
             await worker.close()
-        handed_back = [replace(h.job, priority_front=True) for h in self._shutdown_handed_back]
+        handed_back = [replace(r.job, priority_front=True) for r in self._shutdown_handed_back]
         log.info(
             "scheduler stopped: %d running job(s) and %d queued job(s) handed back",
             len(handed_back),
@@ -383,12 +221,12 @@ class Scheduler:
             raise SchedulerClosed("The bot is shutting down and takes no new jobs right now.")
         if self._no_devices:
             raise SchedulerClosed("No GPU is available to make images right now.")
-        if job.job_id in self._handles:
+        if job.job_id in self._jobs:
             raise ValueError(f"job {job.job_id} is already queued or running")
         if not job.priority_front:
             self.check_capacity(job.user_id)
         handle = JobHandle(job)
-        self._handles[job.job_id] = handle
+        self._jobs[job.job_id] = DispatchRecord(handle)
         self._queue.push(job)
         self._refresh_places()
         self._wake()
@@ -414,7 +252,8 @@ class Scheduler:
 
     def handle(self, job_id: str) -> JobHandle | None:
         """The handle of a queued or running job."""
-        return self._handles.get(job_id)
+        record = self._jobs.get(job_id)
+        return None if record is None else record.handle
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job (it leaves the queue) or a running one (it stops at its next step).
@@ -422,22 +261,22 @@ class Scheduler:
         Either way the job ends with a `CANCELLED` outcome. False if the job is unknown or
         already finishing.
         """
-        handle = self._handles.get(job_id)
-        if handle is None or handle.done or handle._finishing:
+        record = self._jobs.get(job_id)
+        if record is None or record.handle.done or record.finishing:
             return False
-        if handle.status is JobStatus.QUEUED:
+        if record.handle.status is JobStatus.QUEUED:
             if self._queue.remove(job_id) is None:
                 return False
-            self._complete(handle, JobOutcome(job_id, JobStatus.CANCELLED))
+            self._complete(record, JobOutcome(job_id, JobStatus.CANCELLED))
             self._refresh_places()
             return True
-        if handle._worker is None:
+        if record.worker is None:
             return False
-        return handle._worker.cancel(job_id)
+        return record.worker.cancel(job_id)
 
     def place(self, job_id: str) -> QueuePlace | None:
         """A waiting job's position and ETA, computed now; None once it left the queue."""
-        handle = self._handles.get(job_id)
+        handle = self.handle(job_id)
         if handle is None or handle.status is not JobStatus.QUEUED:
             return None
         return self._plan()[0].get(job_id)
@@ -456,7 +295,7 @@ class Scheduler:
         )
         running = [
             QueueEntry(h.job_id, h.job.user_id, 0, h.status, h.device, None)
-            for h in self._handles.values()
+            for h in (record.handle for record in self._jobs.values())
             if h.status is JobStatus.RUNNING
         ]
         queued = [
@@ -583,13 +422,9 @@ class Scheduler:
             for job in batch:
                 self._last_steps[job.job_id] = last_step
         for job in batch:
-            handle = self._handles[job.job_id]
-            handle.status = JobStatus.RUNNING
-            handle.device = worker.device
-            handle.place = None
-            handle._worker = worker
-            handle._dispatched_at = now
-            self._emit(handle, StartedEvent(job.job_id, worker.device, len(batch)))
+            record = self._jobs[job.job_id]
+            record.dispatched(worker, now)
+            self._emit(record.handle, StartedEvent(job.job_id, worker.device, len(batch)))
         self._refresh_places()
         try:
             outcomes = await worker.run(batch, self._on_worker_event)
@@ -598,45 +433,39 @@ class Scheduler:
             self._requeue_or_fail(batch, exc)
             return
         for outcome in outcomes:
-            handle = self._handles.get(outcome.job_id)
-            if handle is None:
+            record = self._jobs.get(outcome.job_id)
+            if record is None:
                 continue
             if outcome.status is JobStatus.DONE:
-                handle._finishing = True
-                task = asyncio.get_running_loop().create_task(self._finish(worker, handle, outcome))
+                record.finishing = True
+                task = asyncio.get_running_loop().create_task(self._finish(worker, record, outcome))
                 self._finishing.add(task)
                 task.add_done_callback(self._finishing.discard)
             else:
-                self._complete(handle, outcome)
+                self._complete(record, outcome)
         self._refresh_places()
 
-    async def _finish(self, worker: Worker, handle: JobHandle, outcome: JobOutcome) -> None:
+    async def _finish(self, worker: Worker, record: DispatchRecord, outcome: JobOutcome) -> None:
         try:
             outcome = await worker.finish(outcome)
         except Exception as exc:
-            log.exception("finishing job %s failed", handle.job_id)
+            log.exception("finishing job %s failed", record.job_id)
             outcome.status = JobStatus.FAILED
             outcome.error = f"the images could not be prepared ({describe_error(exc)})"
-        self._complete(handle, outcome)
+        self._complete(record, outcome)
 
     def _requeue_or_fail(self, batch: Sequence[Job], exc: Exception) -> None:
         """A batch the worker never ran goes back to the front once; a second loss fails it."""
         for job in batch:
-            handle = self._handles[job.job_id]
+            record = self._jobs[job.job_id]
             if self._closing:
-                handle._handed_back = True
-                self._complete(handle, self._handed_back_outcome(job))
-            elif handle._requeues < self.requeue_limit:
-                handle._requeues += 1
-                handle.job = replace(job, priority_front=True)
-                handle.status = JobStatus.QUEUED
-                handle.device = None
-                handle._worker = None
-                handle._started = handle._progress = None
-                self._queue.push(handle.job)
+                record.handed_back = True
+                self._complete(record, self._handed_back_outcome(job))
+            elif record.requeues < self.requeue_limit:
+                self._queue.push(record.requeued())
             else:
                 message = f"the device was lost while running it ({describe_error(exc)})"
-                self._complete(handle, JobOutcome(job.job_id, JobStatus.FAILED, error=message))
+                self._complete(record, JobOutcome(job.job_id, JobStatus.FAILED, error=message))
         self._refresh_places()
         self._wake()
 
@@ -645,48 +474,45 @@ class Scheduler:
         self._no_devices = True
         for job in self._queue.drain():
             outcome = JobOutcome(job.job_id, JobStatus.FAILED, error="no GPU is available")
-            self._complete(self._handles[job.job_id], outcome)
+            self._complete(self._jobs[job.job_id], outcome)
 
     # -- events and bookkeeping -----------------------------------------------------------------
 
-    def _running_handles(self) -> list[JobHandle]:
+    def _on_device(self) -> list[DispatchRecord]:
         """Jobs on a device now (not those already encoding)."""
-        return [
-            h
-            for h in self._handles.values()
-            if h.status is JobStatus.RUNNING and not h._finishing and not h.done
-        ]
+        return [record for record in self._jobs.values() if record.on_device]
 
     def _on_worker_event(self, event: JobEvent) -> None:
         if isinstance(event, ProgressEvent) and event.step >= event.total:
             last_step = self._last_steps.get(event.job_id)
             if last_step is not None:
                 last_step.set()
-        handle = self._handles.get(event.job_id)
+        handle = self.handle(event.job_id)
         if handle is not None and handle.status is JobStatus.RUNNING:
             self._emit(handle, event)
 
     def _emit(self, handle: JobHandle, event: JobEvent) -> None:
-        handle._publish(event)
+        handle.publish(event)
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:
                 log.exception("a job event listener failed")
 
-    def _complete(self, handle: JobHandle, outcome: JobOutcome) -> None:
+    def _complete(self, record: DispatchRecord, outcome: JobOutcome) -> None:
         """Fill in the outcome's queue timings, log the job's line and publish its finish."""
+        handle = record.handle
         if handle.done:
             return
-        if handle._handed_back and outcome.status is not JobStatus.DONE:
+        if record.handed_back and outcome.status is not JobStatus.DONE:
             outcome = self._handed_back_outcome(handle.job)
-            self._shutdown_handed_back.append(handle)
+            self._shutdown_handed_back.append(record)
         now = time.time()
         created = handle.job.created
-        outcome.timings.queued = max(0.0, (handle._dispatched_at or now) - created)
+        outcome.timings.queued = max(0.0, (record.dispatched_at or now) - created)
         outcome.timings.total = max(0.0, now - created)
         outcome.device = outcome.device or (handle.device or "")
-        self._handles.pop(handle.job_id, None)
+        self._jobs.pop(handle.job_id, None)
         if outcome.result is not None and outcome.status is JobStatus.DONE:
             outcome.result.timings = outcome.timings
             log.info("%s", job_line(handle.job_id, outcome.result))
@@ -740,10 +566,9 @@ class Scheduler:
         places, _ = self._plan()
         now = time.time()
         for job_id, place in places.items():
-            handle = self._handles[job_id]
-            old = handle.place
-            handle.place = place
-            last = handle._position
+            handle = self._jobs[job_id].handle
+            old = handle.moved_to(place)
+            last = handle.last_position
             moved = last is None or last.position != place.position
             drift = last is not None and abs(now + place.eta_s - last.eta_at) >= max(
                 ETA_REPORT_MIN_S, 0.1 * place.eta_s

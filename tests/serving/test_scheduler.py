@@ -19,7 +19,7 @@ from fluxbot.serving.jobs import (
     ProgressEvent,
     StartedEvent,
 )
-from fluxbot.serving.scheduler import FairQueue, QueueFull, Scheduler, SchedulerClosed
+from fluxbot.serving.scheduler import QueueFull, Scheduler, SchedulerClosed
 from fluxbot.serving.workers.base import WorkerUnavailable
 from fluxbot.serving.workers.eta import SpeedModel
 from fluxbot.serving.workers.local import LocalWorker
@@ -62,21 +62,6 @@ async def results(handles: Sequence) -> list[JobOutcome]:  # type: ignore[type-a
 
 
 # -- fairness and caps -----------------------------------------------------------------------------
-
-
-def test_fair_queue_orders_round_robin_with_recovered_jobs_first() -> None:
-    queue = FairQueue()
-    for i in range(3):
-        queue.push(job(f"a{i}", user_id=1))
-    queue.push(job("b0", user_id=2))
-    queue.push(job("c0", user_id=3))
-    queue.push(Job("r0", 2, job("r0").request, priority_front=True))
-    assert [j.job_id for j in queue.order()] == ["r0", "a0", "b0", "c0", "a1", "a2"]
-    assert [queue.pop_next().job_id for _ in range(3)] == ["r0", "a0", "b0"]  # type: ignore[union-attr]
-    queue.push(job("b1", user_id=2))  # b is at the back of the line now
-    assert [j.job_id for j in queue.order()] == ["c0", "a1", "b1", "a2"]
-    assert queue.remove("a1") is not None and queue.count_for(1) == 1
-    assert [j.job_id for j in queue.drain()] == ["c0", "a2", "b1"] and len(queue) == 0
 
 
 async def test_one_users_ten_jobs_do_not_starve_anothers_one(

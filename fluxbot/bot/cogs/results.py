@@ -27,7 +27,7 @@ from fluxbot.store.models import Job as JobRow
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
-    from fluxbot.serving.scheduler import JobHandle
+    from fluxbot.serving.handle import JobHandle
 
 log = logging.getLogger(__name__)
 
