@@ -108,7 +108,7 @@ async def _queue(runner: Any, model: str, jobs: int) -> None:
     from bench.runs import queue_jobs
     from fluxbot.core.requests import GenerationRequest
     from fluxbot.engine.encoding import encode_result
-    from fluxbot.serving.jobs import Job
+    from fluxbot.serving.job import Job
     from fluxbot.serving.scheduler import Scheduler
     from fluxbot.serving.workers.local import LocalWorker
 

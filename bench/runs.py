@@ -317,7 +317,7 @@ async def _through_worker(
 ) -> dict[str, Any]:
     from fluxbot.core.requests import GenerationRequest
     from fluxbot.engine.encoding import encode_png
-    from fluxbot.serving.jobs import Job
+    from fluxbot.serving.job import Job
     from fluxbot.serving.scheduler import Scheduler
     from fluxbot.serving.workers.local import LocalWorker
 

@@ -23,7 +23,7 @@ from fluxbot.devices.discovery import discover_devices
 from fluxbot.engine.encoding import encode_result
 from fluxbot.engine.pipeline import FluxRunner
 from fluxbot.engine.placement import plan_placement
-from fluxbot.serving.jobs import Job
+from fluxbot.serving.job import Job
 from fluxbot.serving.scheduler import Scheduler
 from fluxbot.serving.workers.local import LocalWorker
 

@@ -19,7 +19,7 @@ from PIL import Image
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.devices.memory import is_out_of_memory, lighter_settings_for
 from fluxbot.engine.pipeline import GenerationCancelled, StepProgress
-from fluxbot.serving.jobs import Job
+from fluxbot.serving.job import Job
 
 POLL_S = 0.002
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fluxbot.store import Job, SeedRecord, Store, User
+from fluxbot.store import JobRow, SeedRecord, Store, User
 from fluxbot.store.types import utcnow
 
 MANIFEST_NAME = "fluxbot-export.json"
@@ -67,7 +67,7 @@ def _user_json(user: User | None, user_id: int) -> dict[str, Any]:
     }
 
 
-def _job_json(job: Job, parent_public_id: str | None) -> dict[str, Any]:
+def _job_json(job: JobRow, parent_public_id: str | None) -> dict[str, Any]:
     return {
         "id": job.public_id,
         "kind": job.kind.value,
@@ -133,7 +133,7 @@ def _seed_json(record: SeedRecord) -> dict[str, Any]:
 
 
 def _write_zip(
-    store: Store, jobs: list[Job], manifest: dict[str, Any], out_path: Path
+    store: Store, jobs: list[JobRow], manifest: dict[str, Any], out_path: Path
 ) -> ExportReport:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     temp = out_path.with_name(f".{out_path.name}.tmp")

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.serving.events import FinishedEvent, JobEvent, StartedEvent
 from fluxbot.serving.handle import JobHandle, QueuePlace
-from fluxbot.serving.jobs import FinishedEvent, Job, JobEvent, JobOutcome, StartedEvent
+from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.scheduler import Scheduler
 from fluxbot.store import Store
 from fluxbot.store.jobs import Origin
-from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import JobRow
 
 log = logging.getLogger(__name__)
 

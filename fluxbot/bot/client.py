@@ -30,7 +30,7 @@ from fluxbot.config import Settings
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.serving.workers.base import WorkerState
 from fluxbot.store import Store
-from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import JobRow
 from fluxbot.store.retention import RetentionPolicy
 
 log = logging.getLogger(__name__)

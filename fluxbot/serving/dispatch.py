@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from fluxbot.core.requests import JobStatus
 from fluxbot.serving.handle import JobHandle
-from fluxbot.serving.jobs import Job
+from fluxbot.serving.job import Job
 from fluxbot.serving.workers.base import Worker
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from fluxbot.serving.jobs import Job
+from fluxbot.serving.job import Job
 
 
 @dataclass(slots=True)

@@ -7,16 +7,15 @@ import asyncio
 from dataclasses import dataclass
 
 from fluxbot.core.requests import JobStatus
-from fluxbot.serving.jobs import (
+from fluxbot.serving.events import (
     FinishedEvent,
-    Job,
     JobEvent,
     JobEventStream,
-    JobOutcome,
     PositionEvent,
     ProgressEvent,
     StartedEvent,
 )
+from fluxbot.serving.job import Job, JobOutcome
 
 
 @dataclass(frozen=True, slots=True)

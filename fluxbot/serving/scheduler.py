@@ -23,17 +23,16 @@ from typing import TYPE_CHECKING, Any
 from fluxbot.core.requests import MAX_COUNT, GenerationRequest, JobStatus
 from fluxbot.logs import job_line
 from fluxbot.serving.dispatch import DispatchRecord
-from fluxbot.serving.fair_queue import FairQueue
-from fluxbot.serving.handle import JobHandle, QueuePlace
-from fluxbot.serving.jobs import (
+from fluxbot.serving.events import (
     FinishedEvent,
-    Job,
     JobEvent,
-    JobOutcome,
     PositionEvent,
     ProgressEvent,
     StartedEvent,
 )
+from fluxbot.serving.fair_queue import FairQueue
+from fluxbot.serving.handle import JobHandle, QueuePlace
+from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.workers.base import Worker, WorkerState, WorkerStatus, describe_error
 
 if TYPE_CHECKING:

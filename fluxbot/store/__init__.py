@@ -9,7 +9,7 @@ from fluxbot.store.files import EncodedImage, ImageFiles
 from fluxbot.store.images import ImageRepo
 from fluxbot.store.jobs import JobPage, JobRepo, Origin
 from fluxbot.store.migrate import current_revision, downgrade_database, upgrade_database
-from fluxbot.store.models import Base, Image, Job, SeedUse, User
+from fluxbot.store.models import Base, Image, JobRow, SeedUse, User
 from fluxbot.store.recovery import Recovery, recover_interrupted
 from fluxbot.store.removal import Removal
 from fluxbot.store.retention import RetentionPolicy
@@ -23,10 +23,10 @@ __all__ = [
     "Image",
     "ImageFiles",
     "ImageRepo",
-    "Job",
     "JobNotFound",
     "JobPage",
     "JobRepo",
+    "JobRow",
     "MigrationError",
     "Origin",
     "Recovery",

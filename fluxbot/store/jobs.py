@@ -14,7 +14,7 @@ from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.store.db import Database
 from fluxbot.store.errors import JobNotFound
 from fluxbot.store.ids import new_public_id, normalize_public_id
-from fluxbot.store.models import ACTIVE_STATUSES, Job, SeedUse
+from fluxbot.store.models import ACTIVE_STATUSES, JobRow, SeedUse
 from fluxbot.store.types import utcnow
 from fluxbot.store.users import ensure_user
 
@@ -38,7 +38,7 @@ class Origin:
 class JobPage:
     """One page of a user's history, newest first; `page` counts from 0."""
 
-    jobs: list[Job]
+    jobs: list[JobRow]
     total: int
     page: int
     per_page: int
@@ -60,7 +60,7 @@ async def _unused_public_id(session: AsyncSession) -> str:
     # Inside a write transaction nobody else can take the id between the check and the insert.
     while True:
         candidate = new_public_id()
-        taken = await session.scalar(select(Job.id).where(Job.public_id == candidate))
+        taken = await session.scalar(select(JobRow.id).where(JobRow.public_id == candidate))
         if taken is None:
             return candidate
 
@@ -80,7 +80,7 @@ class JobRepo:
         origin: Origin | None = None,
         parent_id: int | None = None,
         now: datetime | None = None,
-    ) -> Job:
+    ) -> JobRow:
         """Store a new queued job and the seed it uses; it is committed when this returns.
 
         Call it before telling the user the job is queued, so a crash cannot lose a job
@@ -93,7 +93,7 @@ class JobRepo:
             expires = now + INTERACTION_TOKEN_TTL
         async with self._db.write() as session:
             user = await ensure_user(session, user_id)
-            job = Job(
+            job = JobRow(
                 public_id=await _unused_public_id(session),
                 user_id=user_id,
                 guild_id=origin.guild_id,
@@ -118,31 +118,33 @@ class JobRepo:
             user.last_seed = request.seeds[-1]
             return job
 
-    async def get(self, job_id: int) -> Job | None:
+    async def get(self, job_id: int) -> JobRow | None:
         async with self._db.read() as session:
-            return await session.get(Job, job_id)
+            return await session.get(JobRow, job_id)
 
-    async def require(self, job_id: int) -> Job:
+    async def require(self, job_id: int) -> JobRow:
         """Like `get`, but a missing job raises `JobNotFound`."""
         job = await self.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
 
-    async def by_public_id(self, public_id: str) -> Job | None:
+    async def by_public_id(self, public_id: str) -> JobRow | None:
         """The job a user named in `/show` (typing slips such as case or 'O' for '0' forgiven)."""
         canonical = normalize_public_id(public_id)
         if canonical is None:
             return None
         async with self._db.read() as session:
-            return await session.scalar(select(Job).where(Job.public_id == canonical))
+            return await session.scalar(select(JobRow).where(JobRow.public_id == canonical))
 
-    async def by_message_id(self, message_id: int) -> Job | None:
+    async def by_message_id(self, message_id: int) -> JobRow | None:
         """The job whose result (or status) message this is: how reactions find their job."""
         query = (
-            select(Job)
-            .where(or_(Job.result_message_id == message_id, Job.status_message_id == message_id))
-            .order_by(Job.id.desc())
+            select(JobRow)
+            .where(
+                or_(JobRow.result_message_id == message_id, JobRow.status_message_id == message_id)
+            )
+            .order_by(JobRow.id.desc())
             .limit(1)
         )
         async with self._db.read() as session:
@@ -153,69 +155,79 @@ class JobRepo:
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         page = max(0, page)
         query = (
-            select(Job)
-            .where(Job.user_id == user_id)
-            .order_by(Job.created_at.desc(), Job.id.desc())
+            select(JobRow)
+            .where(JobRow.user_id == user_id)
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
             .offset(page * per_page)
             .limit(per_page)
         )
         async with self._db.read() as session:
-            total = await session.scalar(select(func.count()).where(Job.user_id == user_id))
+            total = await session.scalar(select(func.count()).where(JobRow.user_id == user_id))
             jobs = list(await session.scalars(query))
         return JobPage(jobs=jobs, total=total or 0, page=page, per_page=per_page)
 
-    async def all_for_user(self, user_id: int) -> list[Job]:
+    async def all_for_user(self, user_id: int) -> list[JobRow]:
         """Every job of a user, oldest first (for export)."""
-        query = select(Job).where(Job.user_id == user_id).order_by(Job.created_at, Job.id)
+        query = (
+            select(JobRow).where(JobRow.user_id == user_id).order_by(JobRow.created_at, JobRow.id)
+        )
         async with self._db.read() as session:
             return list(await session.scalars(query))
 
-    async def children(self, job_id: int) -> list[Job]:
+    async def children(self, job_id: int) -> list[JobRow]:
         """Jobs made from this one (rerolls, variations), oldest first."""
-        query = select(Job).where(Job.parent_id == job_id).order_by(Job.created_at, Job.id)
+        query = (
+            select(JobRow).where(JobRow.parent_id == job_id).order_by(JobRow.created_at, JobRow.id)
+        )
         async with self._db.read() as session:
             return list(await session.scalars(query))
 
-    async def queue(self) -> list[Job]:
+    async def queue(self) -> list[JobRow]:
         """Queued and running jobs, oldest first (what the scheduler must still do)."""
-        query = select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.created_at, Job.id)
+        query = (
+            select(JobRow)
+            .where(JobRow.status.in_(ACTIVE_STATUSES))
+            .order_by(JobRow.created_at, JobRow.id)
+        )
         async with self._db.read() as session:
             return list(await session.scalars(query))
 
     async def waiting_counts(self) -> dict[int, int]:
         """Queued plus running jobs per user id (users with none are left out)."""
         query = (
-            select(Job.user_id, func.count())
-            .where(Job.status.in_(ACTIVE_STATUSES))
-            .group_by(Job.user_id)
+            select(JobRow.user_id, func.count())
+            .where(JobRow.status.in_(ACTIVE_STATUSES))
+            .group_by(JobRow.user_id)
         )
         async with self._db.read() as session:
             return {user_id: count for user_id, count in await session.execute(query)}
 
     async def waiting_count(self, user_id: int) -> int:
-        query = select(func.count()).where(Job.user_id == user_id, Job.status.in_(ACTIVE_STATUSES))
+        query = select(func.count()).where(
+            JobRow.user_id == user_id, JobRow.status.in_(ACTIVE_STATUSES)
+        )
         async with self._db.read() as session:
             return await session.scalar(query) or 0
 
     async def mark_running(
         self, job_id: int, device: str, *, now: datetime | None = None
-    ) -> Job | None:
+    ) -> JobRow | None:
         """Claim a queued job for a worker; None if it is no longer queued (cancelled, gone)."""
         claimed = (
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED)
             .values(
                 status=JobStatus.RUNNING,
                 device=device,
                 started_at=now or utcnow(),
-                attempts=Job.attempts + 1,
+                attempts=JobRow.attempts + 1,
             )
         )
         async with self._db.write() as session:
             result = await session.execute(claimed)
             if result.rowcount == 0:
                 return None
-            return await session.get(Job, job_id, populate_existing=True)
+            return await session.get(JobRow, job_id, populate_existing=True)
 
     async def mark_done(
         self,
@@ -223,7 +235,7 @@ class JobRepo:
         *,
         timings: Mapping[str, float] | None = None,
         now: datetime | None = None,
-    ) -> Job:
+    ) -> JobRow:
         """Finish an active job successfully (see `Store.finish_job` to add images with it)."""
         async with self._db.write() as session:
             return await finish(session, job_id, JobStatus.DONE, timings=timings, now=now)
@@ -235,29 +247,29 @@ class JobRepo:
         *,
         timings: Mapping[str, float] | None = None,
         now: datetime | None = None,
-    ) -> Job:
+    ) -> JobRow:
         async with self._db.write() as session:
             return await finish(
                 session, job_id, JobStatus.FAILED, error=error, timings=timings, now=now
             )
 
-    async def cancel(self, job_id: int, *, now: datetime | None = None) -> Job:
+    async def cancel(self, job_id: int, *, now: datetime | None = None) -> JobRow:
         """Cancel a queued or running job; a finished job is returned unchanged."""
         async with self._db.write() as session:
             return await finish(session, job_id, JobStatus.CANCELLED, now=now)
 
-    async def requeue(self, job_id: int) -> Job | None:
+    async def requeue(self, job_id: int) -> JobRow | None:
         """Put a running job back in the queue after an interrupted attempt; None if not running."""
         back = (
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING)
             .values(status=JobStatus.QUEUED, device=None, started_at=None)
         )
         async with self._db.write() as session:
             result = await session.execute(back)
             if result.rowcount == 0:
                 return None
-            return await session.get(Job, job_id, populate_existing=True)
+            return await session.get(JobRow, job_id, populate_existing=True)
 
     async def set_messages(
         self,
@@ -265,10 +277,10 @@ class JobRepo:
         *,
         status_message_id: int | None = None,
         result_message_id: int | None = None,
-    ) -> Job:
+    ) -> JobRow:
         """Remember the Discord messages showing this job (None leaves one as it is)."""
         async with self._db.write() as session:
-            job = await session.get(Job, job_id)
+            job = await session.get(JobRow, job_id)
             if job is None:
                 raise JobNotFound(job_id)
             if status_message_id is not None:
@@ -286,13 +298,13 @@ async def finish(
     error: str | None = None,
     timings: Mapping[str, float] | None = None,
     now: datetime | None = None,
-) -> Job:
+) -> JobRow:
     """Move an active job to a finished status inside the caller's write transaction.
 
     A job that is already finished keeps its status: a worker finishing after the user
     cancelled must not turn 'cancelled' back into 'done'.
     """
-    job = await session.get(Job, job_id, populate_existing=True)
+    job = await session.get(JobRow, job_id, populate_existing=True)
     if job is None:
         raise JobNotFound(job_id)
     if job.active:

@@ -82,7 +82,7 @@ class User(Base):
         return f"User(id={self.id}, seed_profile={self.seed_profile!r}, banned={self.banned})"
 
 
-class Job(Base):
+class JobRow(Base):
     """One generation request and everything that happened to it, from queued to finished."""
 
     __tablename__ = "jobs"
@@ -147,7 +147,7 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return (
-            f"Job(id={self.id}, public_id={self.public_id!r}, user_id={self.user_id}, "
+            f"JobRow(id={self.id}, public_id={self.public_id!r}, user_id={self.user_id}, "
             f"kind={self.kind.value}, status={self.status.value})"
         )
 
@@ -170,7 +170,7 @@ class Image(Base):
     size_bytes: Mapped[int] = mapped_column("bytes", BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    job: Mapped[Job] = relationship(back_populates="images", lazy="raise")
+    job: Mapped[JobRow] = relationship(back_populates="images", lazy="raise")
 
     def __repr__(self) -> str:
         return (

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import JobStatus
 from fluxbot.store.db import Database
-from fluxbot.store.models import ACTIVE_STATUSES, Job
+from fluxbot.store.models import ACTIVE_STATUSES, JobRow
 from fluxbot.store.types import utcnow
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -22,11 +22,11 @@ GAVE_UP = "fluxbot stopped while running this job {attempts} times; it will not 
 class Recovery:
     """What start-up recovery did; `queued` goes to the scheduler, `failed` gets a notice."""
 
-    queued: list[Job] = field(default_factory=list)
-    failed: list[Job] = field(default_factory=list)
+    queued: list[JobRow] = field(default_factory=list)
+    failed: list[JobRow] = field(default_factory=list)
 
     @property
-    def jobs(self) -> list[Job]:
+    def jobs(self) -> list[JobRow]:
         return [*self.queued, *self.failed]
 
 
@@ -46,7 +46,11 @@ async def recover_interrupted(
     now = now or utcnow()
     recovery = Recovery()
     async with db.write() as session:
-        query = select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.created_at, Job.id)
+        query = (
+            select(JobRow)
+            .where(JobRow.status.in_(ACTIVE_STATUSES))
+            .order_by(JobRow.created_at, JobRow.id)
+        )
         for job in await session.scalars(query):
             if policy is RecoverPolicy.FAIL:
                 _fail(job, INTERRUPTED.format(status=job.status.value), now)
@@ -62,7 +66,7 @@ async def recover_interrupted(
     return recovery
 
 
-def _fail(job: Job, error: str, now: datetime) -> None:
+def _fail(job: JobRow, error: str, now: datetime) -> None:
     job.status = JobStatus.FAILED
     job.error = error
     job.finished_at = now

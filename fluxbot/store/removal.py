@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
-from fluxbot.store.models import ACTIVE_STATUSES, Image, Job, SeedUse, User
+from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse, User
 
 _CHUNK = 500  # stay far below SQLite's limit on bound parameters
 
@@ -44,7 +44,7 @@ async def delete_job_rows(session: AsyncSession, job_ids: Sequence[int]) -> tupl
         for path, size_bytes in rows:
             paths.append(path)
             size += size_bytes
-        await session.execute(delete(Job).where(Job.id.in_(chunk)))
+        await session.execute(delete(JobRow).where(JobRow.id.in_(chunk)))
     return paths, size
 
 
@@ -55,7 +55,7 @@ async def delete_jobs(db: Database, files: ImageFiles, job_ids: Sequence[int]) -
         return Removal()
     async with db.write() as session:
         active = await session.scalars(
-            select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(ACTIVE_STATUSES))
+            select(JobRow.id).where(JobRow.id.in_(job_ids), JobRow.status.in_(ACTIVE_STATUSES))
         )
         active_ids = tuple(active)
         paths, size = await delete_job_rows(session, job_ids)
@@ -68,7 +68,9 @@ async def delete_jobs(db: Database, files: ImageFiles, job_ids: Sequence[int]) -
 async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Removal:
     """Forget a user: their jobs, images (rows and files), seed history and settings."""
     async with db.write() as session:
-        jobs = list(await session.execute(select(Job.id, Job.status).where(Job.user_id == user_id)))
+        jobs = list(
+            await session.execute(select(JobRow.id, JobRow.status).where(JobRow.user_id == user_id))
+        )
         job_ids = [job_id for job_id, _status in jobs]
         active_ids = tuple(job_id for job_id, status in jobs if status in ACTIVE_STATUSES)
         paths, size = await delete_job_rows(session, job_ids)

@@ -18,7 +18,7 @@ from fluxbot.store.db import Database
 from fluxbot.store.errors import JobNotFound
 from fluxbot.store.files import EncodedImage, ImageFiles
 from fluxbot.store.jobs import finish
-from fluxbot.store.models import Image, Job
+from fluxbot.store.models import Image, JobRow
 from fluxbot.store.types import utcnow
 
 
@@ -34,13 +34,13 @@ async def _replace_rows(session: AsyncSession, job_id: int, rows: list[Image]) -
 async def save_images(
     db: Database,
     files: ImageFiles,
-    job: Job,
+    job: JobRow,
     images: Sequence[EncodedImage],
     *,
     finish_with: JobStatus | None = None,
     timings: Mapping[str, float] | None = None,
     now: datetime | None = None,
-) -> Job:
+) -> JobRow:
     """Write `images` as the job's images (replacing any earlier attempt's), then commit rows.
 
     With `finish_with=JobStatus.DONE` the job is marked done in the same transaction. If the
@@ -80,7 +80,7 @@ async def save_images(
             for path, index, image in planned
         ]
         async with db.write() as session:
-            current = await session.get(Job, job.id, populate_existing=True)
+            current = await session.get(JobRow, job.id, populate_existing=True)
             if current is None:
                 raise JobNotFound(job.id)
             if finish_with is not None and not current.active:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
-from fluxbot.store.models import ACTIVE_STATUSES, FINISHED_STATUSES, Image, Job, SeedUse
+from fluxbot.store.models import ACTIVE_STATUSES, FINISHED_STATUSES, Image, JobRow, SeedUse
 from fluxbot.store.removal import Removal, delete_job_rows
 from fluxbot.store.types import utcnow
 
@@ -50,14 +50,14 @@ async def prune(
     if not policy.enabled:
         return Removal()
     now = now or utcnow()
-    finished = Job.status.in_(FINISHED_STATUSES)
+    finished = JobRow.status.in_(FINISHED_STATUSES)
     doomed: list[int] = []
     async with db.write() as session:
         if policy.days > 0:
             cutoff = now - timedelta(days=policy.days)
-            old = select(Job.id).where(finished, Job.created_at < cutoff)
-            doomed.extend(await session.scalars(old.order_by(Job.created_at, Job.id)))
-            active = select(Job.id).where(Job.status.in_(ACTIVE_STATUSES))
+            old = select(JobRow.id).where(finished, JobRow.created_at < cutoff)
+            doomed.extend(await session.scalars(old.order_by(JobRow.created_at, JobRow.id)))
+            active = select(JobRow.id).where(JobRow.status.in_(ACTIVE_STATUSES))
             await session.execute(
                 delete(SeedUse).where(
                     SeedUse.used_at < cutoff,
@@ -74,10 +74,10 @@ async def prune(
 async def _over_budget(session: AsyncSession, max_bytes: int, already: set[int]) -> list[int]:
     """The oldest finished jobs whose images must go to bring the total under `max_bytes`."""
     per_job = (
-        select(Job.id, Job.status, func.sum(Image.size_bytes))
-        .join(Image, Image.job_id == Job.id)
-        .group_by(Job.id)
-        .order_by(Job.created_at, Job.id)
+        select(JobRow.id, JobRow.status, func.sum(Image.size_bytes))
+        .join(Image, Image.job_id == JobRow.id)
+        .group_by(JobRow.id)
+        .order_by(JobRow.created_at, JobRow.id)
     )
     jobs = [row for row in await session.execute(per_job) if row[0] not in already]
     total = sum(size for _job_id, _status, size in jobs)

@@ -18,7 +18,7 @@ from fluxbot.store.files import EncodedImage, ImageFiles
 from fluxbot.store.images import ImageRepo
 from fluxbot.store.jobs import JobRepo
 from fluxbot.store.migrate import upgrade_database
-from fluxbot.store.models import Job
+from fluxbot.store.models import JobRow
 from fluxbot.store.recovery import DEFAULT_MAX_ATTEMPTS, Recovery, recover_interrupted
 from fluxbot.store.removal import Removal, delete_jobs, delete_user_data
 from fluxbot.store.results import save_images
@@ -107,18 +107,18 @@ class Store:
         known = await self.images.known_paths()
         return await asyncio.to_thread(self.files.sweep, known)
 
-    async def save_images(self, job: Job, images: Sequence[EncodedImage]) -> Job:
+    async def save_images(self, job: JobRow, images: Sequence[EncodedImage]) -> JobRow:
         """Store `images` as the job's images (files durable first, then rows)."""
         return await save_images(self.db, self.files, job, images)
 
     async def finish_job(
         self,
-        job: Job,
+        job: JobRow,
         images: Sequence[EncodedImage],
         *,
         timings: Mapping[str, float] | None = None,
         now: datetime | None = None,
-    ) -> Job:
+    ) -> JobRow:
         """Save the images and mark the job done in one transaction.
 
         A job cancelled meanwhile stays cancelled and its images are discarded; check the

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
-from fluxbot.store.models import Job, SeedUse, User
+from fluxbot.store.models import JobRow, SeedUse, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +94,8 @@ class UserRepo:
     async def recent_seeds(self, user_id: int, limit: int = 10) -> list[SeedRecord]:
         """The user's seeds, newest first."""
         query = (
-            select(SeedUse.seed, SeedUse.used_at, Job.public_id)
-            .outerjoin(Job, Job.id == SeedUse.job_id)
+            select(SeedUse.seed, SeedUse.used_at, JobRow.public_id)
+            .outerjoin(JobRow, JobRow.id == SeedUse.job_id)
             .where(SeedUse.user_id == user_id)
             .order_by(SeedUse.used_at.desc(), SeedUse.id.desc())
             .limit(limit)

@@ -12,11 +12,11 @@ from fluxbot.app.service import JobService
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import GenerationRequest, JobStatus
 from fluxbot.engine.encoding import encode_result, read_parameters
-from fluxbot.serving.jobs import JobOutcome
+from fluxbot.serving.job import JobOutcome
 from fluxbot.serving.scheduler import QueueFull, Scheduler
 from fluxbot.serving.workers.local import LocalWorker
 from fluxbot.store import Store
-from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import JobRow
 from tests.fakes_runner import FakeRunner, until
 
 

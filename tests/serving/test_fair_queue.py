@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fluxbot.serving.fair_queue import FairQueue
-from fluxbot.serving.jobs import Job
+from fluxbot.serving.job import Job
 from tests.fakes_runner import job
 
 

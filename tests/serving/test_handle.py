@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fluxbot.core.requests import JobStatus
-from fluxbot.serving.handle import JobHandle, QueuePlace
-from fluxbot.serving.jobs import (
+from fluxbot.serving.events import (
     FinishedEvent,
     JobEvent,
     JobEventStream,
-    JobOutcome,
     PositionEvent,
     ProgressEvent,
     StartedEvent,
 )
+from fluxbot.serving.handle import JobHandle, QueuePlace
+from fluxbot.serving.job import JobOutcome
 from tests.fakes_runner import job
 
 

@@ -10,15 +10,14 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from fluxbot.core.requests import JobStatus
-from fluxbot.serving.jobs import (
+from fluxbot.serving.events import (
     FinishedEvent,
-    Job,
     JobEvent,
-    JobOutcome,
     PositionEvent,
     ProgressEvent,
     StartedEvent,
 )
+from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.scheduler import QueueFull, Scheduler, SchedulerClosed
 from fluxbot.serving.workers.base import WorkerUnavailable
 from fluxbot.serving.workers.eta import SpeedModel

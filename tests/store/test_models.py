@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from fluxbot.core.requests import JobKind, JobStatus
-from fluxbot.store import Image, Job, SeedUse, Store, User
+from fluxbot.store import Image, JobRow, SeedUse, Store, User
 
 from .helpers import make_request
 
@@ -83,11 +83,11 @@ async def test_deleting_a_job_cascades_to_images_and_detaches_seed_history(store
             )
         )
     async with store.db.write() as session:
-        await session.delete(await session.get(Job, parent.id))
+        await session.delete(await session.get(JobRow, parent.id))
     async with store.db.read() as session:
         assert (await session.scalars(select(Image))).all() == []
         seeds = (await session.scalars(select(SeedUse).order_by(SeedUse.id))).all()
         assert [seed.job_id for seed in seeds] == [None, child.id]
-        reroll = await session.get(Job, child.id)
+        reroll = await session.get(JobRow, child.id)
         assert reroll is not None and reroll.parent_id is None
         assert await session.get(User, 7) is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from fluxbot.core.requests import JobKind
-from fluxbot.store import Image, Job, SeedUse, Store, User
+from fluxbot.store import Image, JobRow, SeedUse, Store, User
 
 from .helpers import encoded, make_request
 
@@ -35,7 +35,7 @@ async def test_delete_user_removes_rows_and_files(store: Store) -> None:
     assert (removal.jobs, removal.images, removal.user_deleted) == (2, 2, True)
     assert removal.active_job_ids == (waiting.id,)
     assert await store.users.get(1) is None
-    assert await _count(store, Job, 1) == 0
+    assert await _count(store, JobRow, 1) == 0
     assert await _count(store, SeedUse, 1) == 0
     assert await _count(store, Image) == 1
     assert store.files.list_files() == [theirs.images[0].path]

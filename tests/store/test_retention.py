@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from fluxbot.core.requests import JobStatus
-from fluxbot.store import Job, RetentionPolicy, Store
+from fluxbot.store import JobRow, RetentionPolicy, Store
 
 from .helpers import encoded, make_request
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 
 
-async def _job(store: Store, age: timedelta, status: JobStatus, size: int = 1000) -> Job:
+async def _job(store: Store, age: timedelta, status: JobStatus, size: int = 1000) -> JobRow:
     job = await store.jobs.create(1, make_request(seed=int(age.total_seconds())), now=NOW - age)
     if status is JobStatus.QUEUED:
         return job

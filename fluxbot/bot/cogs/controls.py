@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from fluxbot.bot.cogs.presenters import CANCEL, NEW_SEED, REROLL
-from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import JobRow
 
 if TYPE_CHECKING:
     from fluxbot.bot.cogs.imagine import Imagine

@@ -27,8 +27,7 @@ from fluxbot.core.requests import (
 )
 from fluxbot.core.seeds import SeedProfile, next_seed, random_seed
 from fluxbot.store.jobs import Origin
-from fluxbot.store.models import Job as JobRow
-from fluxbot.store.models import User
+from fluxbot.store.models import JobRow, User
 
 if TYPE_CHECKING:
     from fluxbot.app.compose import Draft

@@ -11,8 +11,8 @@ import discord
 
 from fluxbot.core.requests import GenerationRequest
 from fluxbot.engine.encoding import EncodedImage, fit_upload
-from fluxbot.serving.jobs import PositionEvent, ProgressEvent, StartedEvent
-from fluxbot.store.models import Job as JobRow
+from fluxbot.serving.events import PositionEvent, ProgressEvent, StartedEvent
+from fluxbot.store.models import JobRow
 
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
 PROMPT_TITLE_MAX = 256

@@ -22,8 +22,9 @@ from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.controls import result_view
 from fluxbot.core.requests import JobKind, JobStatus
 from fluxbot.engine.encoding import DEFAULT_UPLOAD_LIMIT
-from fluxbot.serving.jobs import FinishedEvent, JobOutcome
-from fluxbot.store.models import Job as JobRow
+from fluxbot.serving.events import FinishedEvent
+from fluxbot.serving.job import JobOutcome
+from fluxbot.store.models import JobRow
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot

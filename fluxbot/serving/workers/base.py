@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxbot.core.requests import GenerationRequest, GenerationResult
-from fluxbot.serving.jobs import EventSink, Job, JobOutcome
+from fluxbot.serving.events import EventSink
+from fluxbot.serving.job import Job, JobOutcome
 
 if TYPE_CHECKING:
     from fluxbot.engine.pipeline import StepProgress

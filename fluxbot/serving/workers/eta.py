@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fluxbot.core.requests import GenerationRequest, JobStatus
-from fluxbot.serving.jobs import JobOutcome
+from fluxbot.serving.job import JobOutcome
 
 DEFAULT_S_PER_MEGAPIXEL_STEP = 0.5
 """Seed for ETAs before the first measurement: ~2 s for a 1024x1024 4-step image (H100, bf16)."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import GenerationRequest, GenerationResult, JobStatus
-from fluxbot.serving.jobs import EventSink, Job, JobOutcome, ProgressEvent
+from fluxbot.serving.events import EventSink, ProgressEvent
+from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.workers.base import (
     Encoder,
     MemoryHooks,

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from fluxbot.core.requests import JobStatus
-from fluxbot.serving.jobs import Job, JobEvent, ProgressEvent
+from fluxbot.serving.events import JobEvent, ProgressEvent
+from fluxbot.serving.job import Job
 from fluxbot.serving.workers.base import WorkerState, WorkerUnavailable
 from fluxbot.serving.workers.eta import SpeedModel
 from fluxbot.serving.workers.local import LocalWorker

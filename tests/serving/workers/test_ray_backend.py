@@ -24,15 +24,15 @@ from fluxbot.config import ConfigError, load_settings  # noqa: E402
 from fluxbot.core.requests import JobStatus  # noqa: E402
 from fluxbot.engine.encoding import EncodedImage, encode_result, read_parameters  # noqa: E402
 from fluxbot.engine.pipeline import TINY_RANDOM  # noqa: E402
-from fluxbot.serving.handle import JobHandle  # noqa: E402
-from fluxbot.serving.jobs import (  # noqa: E402
+from fluxbot.serving.events import (  # noqa: E402
     FinishedEvent,
     JobEvent,
-    JobOutcome,
     PositionEvent,
     ProgressEvent,
     StartedEvent,
 )
+from fluxbot.serving.handle import JobHandle  # noqa: E402
+from fluxbot.serving.job import JobOutcome  # noqa: E402
 from fluxbot.serving.scheduler import Scheduler  # noqa: E402
 from fluxbot.serving.workers.base import Worker  # noqa: E402
 from fluxbot.serving.workers.local import LocalWorker  # noqa: E402

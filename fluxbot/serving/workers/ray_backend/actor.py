@@ -14,7 +14,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import JobStatus
-from fluxbot.serving.jobs import Job, JobOutcome, ProgressEvent
+from fluxbot.serving.events import ProgressEvent
+from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.workers.base import WorkerState, WorkerStatus, WorkerUnavailable
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxbot.core.requests import GenerationRequest, JobStatus
-from fluxbot.serving.jobs import EventSink, Job, JobOutcome
+from fluxbot.serving.events import EventSink
+from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.workers.base import Worker, WorkerState, WorkerStatus, WorkerUnavailable
 from fluxbot.serving.workers.eta import BatchTally, SpeedModel
 from fluxbot.serving.workers.ray_backend.actor import DeviceFree, ReplicaInfo

@@ -1,7 +1,6 @@
-"""Jobs, their outcomes and the events a job emits while it waits and runs.
+"""The events a job emits while it waits and runs, and a subscriber's stream of them.
 
-These types are shared by the scheduler, the workers and their consumers (the bot, the CLI).
-Nothing here knows about Discord or the store.
+Shared by the scheduler, the workers and their consumers (the bot, the CLI).
 """
 
 from __future__ import annotations
@@ -11,50 +10,13 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fluxbot.core.requests import GenerationRequest, GenerationResult, JobStatus, StageTimings
+from fluxbot.serving.job import JobOutcome
 
 if TYPE_CHECKING:
     from PIL import Image
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One user's request, as the scheduler queues it.
-
-    `created` is wall-clock epoch seconds (a job recovered from the store keeps its own), and
-    `priority_front` puts a recovered or requeued job ahead of the round-robin once.
-    """
-
-    job_id: str
-    user_id: int
-    request: GenerationRequest
-    created: float = field(default_factory=time.time)
-    priority_front: bool = False
-    want_preview: bool = False
-
-
-@dataclass(slots=True)
-class JobOutcome:
-    """How a job ended. `files` holds what the worker's encoder made of the images.
-
-    The encoder is injected (the bot passes one built on fluxbot.engine.encoding), so the element
-    type is whatever it returns, typically `EncodedImage` or bytes.
-    """
-
-    job_id: str
-    status: JobStatus
-    result: GenerationResult | None = None
-    files: list[Any] = field(default_factory=list)
-    error: str | None = None
-    device: str = ""
-    timings: StageTimings = field(default_factory=StageTimings)
-
-    @property
-    def ok(self) -> bool:
-        return self.status is JobStatus.DONE
 
 
 @dataclass(frozen=True, slots=True)
