@@ -17,7 +17,7 @@ from fluxbot.core.requests import (
     RequestError,
     SizeLimits,
 )
-from fluxbot.engine.tiny import build_clip_tokenizer, build_t5_tokenizer
+from fluxbot.engine.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 from fluxbot.prompts.budget import TokenBudget, tokenizer_counter, word_counter
 from fluxbot.prompts.flags import merge_options, parse_prompt
 

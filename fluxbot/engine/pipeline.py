@@ -69,7 +69,7 @@ def default_dtype(device: str) -> torch.dtype:
 def load_flux_pipeline(model: str, dtype: torch.dtype) -> Any:
     """Load a FluxPipeline from a hub id, a local diffusers directory, or `tiny-random`."""
     if model == TINY_RANDOM:
-        from fluxbot.engine.tiny import build_tiny_pipeline
+        from fluxbot.engine.model_builder import build_tiny_pipeline
 
         return build_tiny_pipeline(dtype)
     from diffusers import FluxPipeline

@@ -111,7 +111,7 @@ def test_fp8_quality_probe_compares_fp8_with_bf16_on_the_same_seed() -> None:
 
     from bench.probe import probe_fp8_quality
     from fluxbot.engine.fp8 import Fp8Linear, scaled_mm_supported
-    from fluxbot.engine.tiny import build_tiny_pipeline
+    from fluxbot.engine.model_builder import build_tiny_pipeline
 
     if not scaled_mm_supported("cpu"):
         import pytest

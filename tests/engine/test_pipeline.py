@@ -11,6 +11,7 @@ import torch
 
 from fluxbot.core.requests import AnimationSpec, GenerationRequest
 from fluxbot.devices.memory import LighterSettings
+from fluxbot.engine.model_builder import build_tiny_pipeline
 from fluxbot.engine.pipeline import (
     FluxRunner,
     GenerationCancelled,
@@ -18,7 +19,6 @@ from fluxbot.engine.pipeline import (
     StepProgress,
     load_flux_pipeline,
 )
-from fluxbot.engine.tiny import build_tiny_pipeline
 
 
 def _pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
