@@ -18,11 +18,12 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-
 # Loggers whose INFO lines say nothing an owner needs (alembic lists its plugins on every run).
 QUIET_LOGGERS = ("alembic.runtime.plugins",)
 HUB_LOGGER = "huggingface_hub"
+_DIGITS = re.compile(r"\d+")
 
 
 class DemoteRepeats(logging.Filter):
-    """A hub warning already shown once (the same retry warning again and again) is shown
-    again only at DEBUG level."""
+    """A hub warning already shown once is shown again only at DEBUG level. Numbers are left
+    out of the comparison, so "Retrying in 2s [Retry 2/5]" repeats "Retrying in 1s [Retry 1/5]"."""
 
     def __init__(self, prefix: str, level: int) -> None:
         super().__init__()
@@ -33,9 +34,9 @@ class DemoteRepeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self._prefix) or record.levelno < logging.WARNING:
             return True
-        message = record.getMessage()
-        if message not in self._seen:
-            self._seen.add(message)
+        shape = _DIGITS.sub("#", record.getMessage())
+        if shape not in self._seen:
+            self._seen.add(shape)
             return True
         if self._level > logging.DEBUG:
             return False
