@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     blocklist: Annotated[tuple[str, ...], NoDecode] = ()
     allow_dms: bool = False
 
+    # The styles file (TOML); unset: styles.toml in the data dir, if it exists.
+    styles: Path | None = None
+    # LoRAs one replica keeps loaded; the least recently used is unloaded past this.
+    max_loras: int = Field(default=4, ge=1, le=64)
+
     recover_jobs: RecoverPolicy = RecoverPolicy.REQUEUE
     retention_days: int = Field(default=0, ge=0)
     retention_max_gb: float = Field(default=0.0, ge=0)
@@ -152,6 +157,11 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def styles_path(self) -> Path:
+        """The styles file: FLUXBOT_STYLES, else styles.toml in the data dir."""
+        return self.styles if self.styles is not None else self.data_dir / "styles.toml"
 
     @property
     def cache_dir(self) -> Path:

@@ -17,6 +17,7 @@ from fluxbot.core.requests import (
     RequestError,
     SizeLimits,
 )
+from fluxbot.core.styles import Style
 from fluxbot.engine.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 from fluxbot.prompts.budget import TokenBudget, tokenizer_counter, word_counter
 from fluxbot.prompts.flags import merge_options, parse_prompt
@@ -94,8 +95,14 @@ class RequestComposer:
         default_steps: int | None = None,
         animation: AnimationSpec | None = None,
         strict: bool = True,
+        style: Style | None = None,
     ) -> Draft:
-        """Parse and check everything but the seed; raises RequestError (or PolicyRefused)."""
+        """Parse and check everything but the seed; raises RequestError (or PolicyRefused).
+
+        A `style` wraps the user's text in its template and trigger words (after the policy
+        check, which judges what the user wrote), gives its negative when the user gave none,
+        and brings its LoRA.
+        """
         try:
             options = merge_options(
                 parse_prompt(prompt),
@@ -116,16 +123,21 @@ class RequestComposer:
         if preset not in ASPECT_PRESETS:
             raise RequestError("aspect", preset, f"one of {', '.join(ASPECT_PRESETS)}")
         size_w, size_h = ASPECT_PRESETS[preset]
-        fitted = self.budget.fit(options.text)
+        text, negative = options.text, options.negative
+        if style is not None:
+            text, negative = style.apply(text), style.negative_for(negative)
+        fitted = self.budget.fit(text)
         notices = (fitted.notice,) if fitted.notice else ()
         fields: dict[str, Any] = {
             "prompt": fitted.prompt,
-            "negative": self.budget.fit(options.negative).prompt if options.negative else "",
+            "negative": self.budget.fit(negative).prompt if negative else "",
             "width": width if width is not None else size_w,
             "height": height if height is not None else size_h,
             "steps": options.steps or default_steps or DEFAULT_STEPS,
             "count": 1 if animation else (options.count or 1),
             "animation": animation,
+            "style": style.name if style else "",
+            "lora": style.lora if style else None,
         }
         draft = Draft(fields, options.seed, notices, self.limits)
         # Validate the rest now (with a stand-in seed) so bad input is refused before any work.

@@ -12,6 +12,7 @@ from functools import partial
 
 from fluxbot.app.compose import RequestComposer, load_budget
 from fluxbot.app.service import JobService
+from fluxbot.app.styles import StyleCatalog, load_styles
 from fluxbot.config import Backend, MemoryProfile, Settings
 from fluxbot.core.requests import ASPECT_PRESETS, GenerationResult, SizeLimits
 from fluxbot.devices.discovery import DeviceInfo, discover_devices, select_devices
@@ -41,6 +42,7 @@ class Engine:
     scheduler: Scheduler
     composer: RequestComposer
     devices: list[DeviceInfo]
+    styles: StyleCatalog
 
 
 def build_composer(settings: Settings) -> RequestComposer:
@@ -77,11 +79,15 @@ def plan_replicas(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Rep
 
 
 def runner_factory(
-    settings: Settings, device: DeviceInfo, replica: ReplicaPlan
+    settings: Settings,
+    device: DeviceInfo,
+    replica: ReplicaPlan,
+    styles: StyleCatalog | None = None,
 ) -> Callable[[], FluxRunner]:
     """What a worker's thread calls to build its replica: vendor settings, the model placed by
-    its memory profile (over several cards if planned so), the speed profile, and (when
-    compiled) the aspect presets warmed up."""
+    its memory profile (over several cards if planned so), the speed profile, the styles'
+    LoRA slot where compiled or fp8, and (when compiled) the aspect presets warmed up."""
+    loras = styles.loras() if styles is not None else []
     split = {str(c): d for c, d in replica.devices.items()} if replica.is_split else None
 
     def build() -> FluxRunner:
@@ -94,6 +100,8 @@ def runner_factory(
             cache_dir=settings.cache_dir,
             warm_sizes=list(ASPECT_PRESETS.values()),
             component_devices=split,
+            loras=loras,
+            lora_capacity=settings.max_loras,
         )
 
     return build
@@ -103,7 +111,9 @@ def _encoder(settings: Settings) -> Callable[[GenerationResult], list[object]]:
     return partial(encode_result, model=settings.model)  # type: ignore[return-value]
 
 
-def build_workers(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Worker]:
+def build_workers(
+    settings: Settings, devices: Sequence[DeviceInfo], styles: StyleCatalog | None = None
+) -> list[Worker]:
     if settings.backend is Backend.RAY:
         from fluxbot.serving.workers.ray_backend import build_ray_workers
 
@@ -113,7 +123,7 @@ def build_workers(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Wor
         LocalWorker.from_settings(
             settings,
             replica.primary,
-            runner_factory(settings, by_name[replica.primary], replica),
+            runner_factory(settings, by_name[replica.primary], replica, styles),
             encode=_encoder(settings),
         )
         for replica in plan_replicas(settings, devices)
@@ -121,13 +131,19 @@ def build_workers(settings: Settings, devices: Sequence[DeviceInfo]) -> list[Wor
 
 
 def build_engine(
-    settings: Settings, store: Store, devices: Sequence[DeviceInfo] | None = None
+    settings: Settings,
+    store: Store,
+    devices: Sequence[DeviceInfo] | None = None,
+    styles: StyleCatalog | None = None,
 ) -> Engine:
-    """Everything between a validated request and a stored image, not yet started."""
+    """Everything between a validated request and a stored image, not yet started.
+    `styles`: the checked styles file (read from settings when not given; StylesError if bad)."""
+    if styles is None:
+        styles = load_styles(settings)
     if devices is None:
         devices = select_devices(settings.gpus, discover_devices())
-    workers = build_workers(settings, devices)
+    workers = build_workers(settings, devices, styles)
     scheduler = Scheduler.from_settings(settings, workers)
     service = JobService(store, scheduler)
     log.info("engine: %d worker(s) on %s", len(workers), ", ".join(w.device for w in workers))
-    return Engine(service, scheduler, build_composer(settings), list(devices))
+    return Engine(service, scheduler, build_composer(settings), list(devices), styles)

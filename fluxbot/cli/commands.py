@@ -30,8 +30,11 @@ TOKEN_HELP = (
 def build_request(args: argparse.Namespace, settings: Settings) -> GenerationRequest:
     """A validated request from CLI options and the prompt's inline flags (as the bot does it)."""
     from fluxbot.app.root import build_composer
+    from fluxbot.app.styles import load_styles
     from fluxbot.core.seeds import random_seed
 
+    style_name = getattr(args, "style", None)
+    style = load_styles(settings).require(style_name) if style_name else None
     draft = build_composer(settings).draft(
         args.prompt,
         negative=args.negative,
@@ -42,6 +45,7 @@ def build_request(args: argparse.Namespace, settings: Settings) -> GenerationReq
         width=args.width,
         height=args.height,
         strict=False,  # the operator's own machine: only the never-allowed list applies
+        style=style,
     )
     for notice in draft.notices:
         print(f"fluxbot: {notice}", file=sys.stderr)
@@ -97,11 +101,16 @@ def _generate_one(
     from fluxbot.engine.pipeline import FluxRunner, ModelLoadError
 
     try:
-        runner = FluxRunner.load(model, device)
+        runner = FluxRunner.load(model, device, loras=[request.lora] if request.lora else [])
     except ModelLoadError as exc:
         raise ModelUnavailable(str(exc)) from exc
+    from fluxbot.engine.lora import LoraError
+
     with tqdm(total=request.steps, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
-        return runner.generate([request], on_step=lambda _p: bar.update(1))[0]
+        try:
+            return runner.generate([request], on_step=lambda _p: bar.update(1))[0]
+        except LoraError as exc:
+            raise ModelUnavailable(f"style {request.style!r}: {exc}") from exc
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -166,6 +175,21 @@ def animate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def styles(settings: Settings) -> int:
+    """Check the styles file (every LoRA opened and fitted to the model) and list it."""
+    from fluxbot.app.styles import load_styles
+
+    catalog = load_styles(settings)
+    if not len(catalog):
+        print(f"no styles: create {settings.styles_path} or set FLUXBOT_STYLES (see README)")
+        return 0
+    print(f"{len(catalog)} style(s) in {catalog.path}:")
+    width = max(len(style.name) for style in catalog)
+    for style in catalog:
+        print(f"  {style.name:<{width}}  {style.summary()}")
+    return 0
+
+
 def gpus(settings: Settings) -> int:
     from fluxbot.app.device_report import format_device_table, gpu_report
     from fluxbot.devices.discovery import discover_devices
@@ -224,6 +248,9 @@ def run_bot(settings: Settings) -> int:
         print(f"fluxbot: error: {TOKEN_HELP}", file=sys.stderr)
         return 2
     check_store_settings(settings)
+    from fluxbot.app.styles import load_styles
+
+    load_styles(settings)  # a bad styles file stops the start here (exit 2), before Discord
     if settings.backend is Backend.LOCAL:  # Ray workers load the model on their own hosts
         check_model(settings.model)
         from fluxbot.devices.discovery import discover_devices, select_devices

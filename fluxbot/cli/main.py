@@ -1,5 +1,5 @@
-"""The `fluxbot` command: run | generate | animate | gpus | db upgrade | export | invite |
-health."""
+"""The `fluxbot` command: run | generate | animate | styles | gpus | db upgrade | export |
+invite | health."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fluxbot import __version__
+from fluxbot.app.styles import StylesError
 from fluxbot.cli.commands import ModelUnavailable
 from fluxbot.config import ConfigError, Settings, load_settings, misspelled_settings
 from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX, RequestError
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--steps", type=_int_arg("steps"), help="denoising steps (schnell: 4)")
         p.add_argument("--negative", default=None, help="negative prompt (doubles compute)")
         p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 or cpu")
+        p.add_argument("--style", default=None, help="a style of the styles file (fluxbot styles)")
 
     gen = sub.add_parser("generate", help="generate image(s) to files")
     add_generation_options(gen)
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--fps", type=_float_arg("fps"), default=8.0, help="frames a second")
     anim.add_argument("--max-bytes", type=_int_arg("max-bytes"), default=10 * 2**20)
     anim.add_argument("--out", type=Path, default=Path("fluxbot.gif"))
+
+    sub.add_parser("styles", help="check the styles file and list its styles")
 
     sub.add_parser("gpus", help="list devices, memory and the memory profile each would use")
 
@@ -139,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in misspelled_settings():
             log.warning("%s", warning)
         return _dispatch(args, settings)
-    except (CliError, ConfigError, RequestError) as exc:
+    except (CliError, ConfigError, RequestError, StylesError) as exc:
         print(f"fluxbot: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ModelUnavailable as exc:
@@ -157,6 +161,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return cli_commands.generate(args, settings)
         case "animate":
             return cli_commands.animate(args, settings)
+        case "styles":
+            return cli_commands.styles(settings)
         case "gpus":
             return cli_commands.gpus(settings)
         case "db":

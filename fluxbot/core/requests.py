@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from fluxbot.core.styles import LoraSpec
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -156,6 +158,10 @@ class GenerationRequest:
     guidance_scale: float = 0.0
     max_sequence_length: int = SCHNELL_SEQUENCE_LENGTH
     animation: AnimationSpec | None = None
+    # The style's name (for people: listings, the PNG) and its LoRA (for the GPU); the style's
+    # template and trigger words are already in `prompt`.
+    style: str = ""
+    lora: LoraSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -233,6 +239,7 @@ class GenerationRequest:
             self.max_sequence_length,
             self.uses_true_cfg,
             self.animation is None,
+            self.lora,  # one LoRA per pipeline call: jobs batch only with the same style
         )
 
     def to_params(self) -> dict[str, Any]:
@@ -250,6 +257,10 @@ class GenerationRequest:
         }
         if self.negative:
             params["true_cfg_scale"] = self.true_cfg_scale
+        if self.style:
+            params["style"] = self.style
+        if self.lora is not None:
+            params["lora"] = self.lora.to_params()
         if self.animation:
             params["animation"] = {
                 "frames": self.animation.frames,
@@ -264,6 +275,7 @@ class GenerationRequest:
         """Inverse of `to_params` (used to re-run a stored job)."""
         data = dict(params)
         anim = data.pop("animation", None)
+        lora = data.pop("lora", None)
         allowed = {
             "prompt",
             "negative",
@@ -275,8 +287,11 @@ class GenerationRequest:
             "guidance_scale",
             "max_sequence_length",
             "true_cfg_scale",
+            "style",
         }
         kwargs = {k: v for k, v in data.items() if k in allowed}
+        if lora:
+            kwargs["lora"] = LoraSpec.from_params(lora)
         if anim:
             kwargs["animation"] = AnimationSpec(**anim)
         return cls(**kwargs)

@@ -192,6 +192,8 @@ def flux_transformer_chooser(
     def choose(name: str, linear: nn.Linear) -> Fp8Mode | None:
         if not name.startswith(("transformer_blocks.", "single_transformer_blocks.")):
             return None
+        if ".lora_" in name:
+            return None  # a LoRA's low-rank matrices stay in bf16 beside the fp8 base layer
         if _is_modulation(name):
             return "weight_only" if modulation else None
         if not down_projections and linear.in_features >= 4 * linear.out_features:

@@ -24,7 +24,9 @@ from PIL import Image
 from fluxbot.config import TINY_RANDOM, MemoryProfile, SpeedProfile
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.core.seeds import make_generators
+from fluxbot.core.styles import LoraSpec
 from fluxbot.devices.memory import LighterSettings
+from fluxbot.engine.lora import DEFAULT_CAPACITY, LoraAdapters
 from fluxbot.engine.memory_profiles import pin_execution_device
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class FluxRunner:
         dtype: torch.dtype | None = None,
         embed_cache_size: int = DEFAULT_EMBED_CACHE,
         placed: bool = False,
+        lora_capacity: int = DEFAULT_CAPACITY,
     ) -> None:
         self.pipe = pipe
         self.device = device
@@ -149,6 +152,7 @@ class FluxRunner:
             MemoryProfile.FULL,
             SpeedProfile.EAGER,
         )
+        self.loras = LoraAdapters(pipe, capacity=lora_capacity)
         if not placed:
             pipe.to(device)
         # diffusers' `_execution_device` walks every module of every component for offload
@@ -168,15 +172,28 @@ class FluxRunner:
         cache_dir: Path | None = None,
         warm_sizes: Sequence[tuple[int, int]] = (),
         component_devices: Mapping[str, str] | None = None,
+        loras: Sequence[LoraSpec] = (),
+        lora_capacity: int = DEFAULT_CAPACITY,
+        lora_slot: bool | None = None,
     ) -> FluxRunner:
         """Load, place by memory profile, apply the speed profile, warm compiled shapes.
 
         A profile the device cannot run falls back with a logged reason (see
         fluxbot.engine.memory_profiles and fluxbot.engine.speed); `profiles` says what runs.
         `component_devices` spreads the components over cards (the transformer's is `device`).
+        `loras` are the styles' LoRAs: when the transformer is compiled, fp8 or offloaded
+        (`lora_slot` None), or `lora_slot` is True, one adapter slot sized for all of them is
+        built before those steps (fluxbot.engine.lora); otherwise each loads as a named
+        adapter when a job first needs it.
         """
         from fluxbot.engine.memory_profiles import apply_memory_profile, plan_memory
-        from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_up
+        from fluxbot.engine.speed import (
+            DeviceFeatures,
+            apply_speed_profile,
+            fuse_qkv_,
+            plan_speed,
+            warm_up,
+        )
 
         if component_devices and component_devices.get("vae", device) != device:
             # The runner decodes the transformer's latents where they are.
@@ -189,11 +206,20 @@ class FluxRunner:
             pipe = load_flux_pipeline(model, dtype)
             features = DeviceFeatures.probe(device)
             memory_plan = plan_memory(memory, device, fp8_matmul=features.fp8_matmul)
+            speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
+            adapters = LoraAdapters(pipe, capacity=lora_capacity)
+            if lora_slot is None:
+                lora_slot = speed_plan.compile or memory_plan.profile is not MemoryProfile.FULL
+            if loras and lora_slot:
+                # Fuse q/k/v first (the slot's layers are the fused ones), then the slot, so
+                # fp8 conversion and torch.compile see the LoRA layers they must keep.
+                fuse_qkv_(pipe.transformer)
+                adapters.install_slot(loras)
             apply_memory_profile(pipe, memory_plan, device, component_devices)
             runner = cls(pipe, device, model_name=model, dtype=dtype, placed=True)
+            runner.loras = adapters
             if component_devices and "text_encoder_2" in component_devices:
                 runner.text_device = torch.device(component_devices["text_encoder_2"])
-            speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
             apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
         runner.profiles = (memory_plan.profile, speed_plan.profile)
         loaded = time.perf_counter()
@@ -370,6 +396,7 @@ class FluxRunner:
                 neg_embeds.append(neg.prompt_embeds.repeat(request.image_count, 1, 1))
                 neg_pooled.append(neg.pooled.repeat(request.image_count, 1))
         latents = torch.cat([self._request_noise(r) for r in requests])
+        self.loras.activate(first.lora)  # equal batch keys: one LoRA for the whole batch
         self._sync()
         text_done = time.perf_counter()
 
