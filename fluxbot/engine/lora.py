@@ -248,6 +248,25 @@ def adapt_to_model(
     return state
 
 
+def _adapter_params(transformer: nn.Module, name: str) -> list[torch.nn.Parameter]:
+    return [
+        p
+        for n, p in transformer.named_parameters()
+        if ".lora_" in n and (f".{name}." in n or n.endswith(f".{name}"))
+    ]
+
+
+def _to_base_dtype(transformer: nn.Module, name: str, dtype: torch.dtype) -> int:
+    """Keep an adapter in the model's dtype (peft upcasts bf16 adapters to fp32, which would
+    make every LoRA matmul fp32 and cast each activation); returns the adapter's bytes."""
+    total = 0
+    for param in _adapter_params(transformer, name):
+        if param.dtype != dtype and param.dtype.is_floating_point:
+            param.data = param.data.to(dtype)
+        total += param.numel() * param.element_size()
+    return total
+
+
 def _state_bytes(state: Mapping[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
@@ -291,6 +310,8 @@ class LoraAdapters:
         self._counter = 0
         self._ready: OrderedDict[LoraSpec, dict[str, torch.Tensor]] = OrderedDict()  # slot mode
         self._slot_bytes = 0
+        self._slot_ranks: dict[str, int] = {}
+        self._slot_metadata: dict[str, Any] = {}
         self.loads = 0
         self.switches = 0
         self.unloads = 0
@@ -306,39 +327,51 @@ class LoraAdapters:
         return self.pipe.transformer
 
     def install_slot(self, specs: Iterable[LoraSpec]) -> None:
-        """Inject one adapter sized for every LoRA in `specs` (all zero until a switch). Call it
-        after q/k/v fusion and before fp8 conversion or compilation."""
+        """Inject one adapter that fits every LoRA in `specs` (each layer at the largest rank
+        any of them has there; all zero until a switch). Call it after q/k/v fusion and before
+        fp8 conversion or compilation."""
+        from peft.utils.hotswap import prepare_model_for_compiled_hotswap
+
         transformer = self._transformer
         modules = dict(transformer.named_modules())
-        targets: dict[str, tuple[int, int]] = {}
-        rank = 0
+        ranks: dict[str, int] = {}
         for source in dict.fromkeys(spec.source for spec in specs):
             state = adapt_to_model(read_lora(source), modules)
             for key, tensor in state.items():
                 if key.endswith(".lora_A.weight"):
                     name = key.removesuffix(".lora_A.weight")
-                    targets[name] = _features(modules[name])
-                    rank = max(rank, tensor.shape[0])
-        if not targets:
+                    ranks[name] = max(ranks.get(name, 0), tensor.shape[0])
+        if not ranks:
             return
         dtype = next(transformer.parameters()).dtype
         zero: dict[str, torch.Tensor] = {}
-        for name, (in_features, out_features) in targets.items():
+        for name, rank in ranks.items():
+            in_features, out_features = _features(modules[name])
             zero[f"{name}.lora_A.weight"] = torch.zeros(rank, in_features, dtype=dtype)
             zero[f"{name}.lora_B.weight"] = torch.zeros(out_features, rank, dtype=dtype)
-        transformer.enable_lora_hotswap(target_rank=rank)
         transformer.load_lora_adapter(zero, prefix=None, adapter_name=SLOT)
-        self.slot_rank = rank
-        self._slot_bytes = sum(
-            p.numel() * p.element_size()
-            for n, p in transformer.named_parameters()
-            if f".{SLOT}." in n or n.endswith(f".{SLOT}")
-        )
+        config = transformer.peft_config[SLOT]
+        # Scales as tensors, so a swap changes values the compiled graphs read, not constants
+        # they were specialised on.
+        prepare_model_for_compiled_hotswap(transformer, config=config, check_compiled="ignore")
+        # Every swap is described with the slot's own config: each layer's scale stays
+        # alpha/rank = 1 (the LoRA's own scale is folded into its matrices), and a LoRA of
+        # lower rank than the slot's layer is zero-padded by the swap.
+        self._slot_metadata = {
+            "r": config.r,
+            "lora_alpha": config.lora_alpha,
+            "rank_pattern": dict(config.rank_pattern),
+            "alpha_pattern": dict(config.alpha_pattern),
+            "target_modules": sorted(ranks),
+        }
+        self._slot_ranks = ranks
+        self.slot_rank = max(ranks.values())
+        self._slot_bytes = _to_base_dtype(transformer, SLOT, dtype)
         self._zero_slot()
         log.info(
-            "LoRA slot: rank %d over %d layers, %.1f MiB",
-            rank,
-            len(targets),
+            "LoRA slot: ranks up to %d over %d layers, %.1f MiB",
+            self.slot_rank,
+            len(ranks),
             self._slot_bytes / 2**20,
         )
 
@@ -394,11 +427,7 @@ class LoraAdapters:
             # e.g. fp8 base layers without a slot: peft cannot wrap them.
             raise LoraError(f"LoRA {source} cannot be loaded on this replica: {exc}") from None
         self._names[source] = name
-        self._sizes[source] = sum(
-            p.numel() * p.element_size()
-            for n, p in transformer.named_parameters()
-            if f".{name}." in n or n.endswith(f".{name}")
-        )
+        self._sizes[source] = _to_base_dtype(transformer, name, dtype)
         self.loads += 1
         log.info(
             "loaded LoRA %s as adapter %s: %.1f MiB",
@@ -418,7 +447,11 @@ class LoraAdapters:
         self._ready.move_to_end(spec)
         try:
             self._transformer.load_lora_adapter(
-                dict(state), prefix=None, adapter_name=SLOT, hotswap=True
+                dict(state),
+                prefix=None,
+                adapter_name=SLOT,
+                hotswap=True,
+                metadata=dict(self._slot_metadata),
             )
         except (RuntimeError, ValueError) as exc:
             self._zero_slot()
@@ -428,15 +461,26 @@ class LoraAdapters:
     def _prepare(self, spec: LoraSpec) -> dict[str, torch.Tensor]:
         transformer = self._transformer
         modules = dict(transformer.named_modules())
-        slot_weight = next(p for n, p in transformer.named_parameters() if f".{SLOT}." in n)
+        slot_weight = _adapter_params(transformer, SLOT)[0]
         state = adapt_to_model(
             read_lora(spec.source),
             modules,
-            rank=self.slot_rank,
             weight=float(spec.weight),
             dtype=slot_weight.dtype,
             device=slot_weight.device,
         )
+        for key, tensor in state.items():
+            if not key.endswith(".lora_A.weight"):
+                continue
+            name = key.removesuffix(".lora_A.weight")
+            room = self._slot_ranks.get(name)
+            if room is None or tensor.shape[0] > room:
+                needs = f"rank {tensor.shape[0]} at layer {name}"
+                has = f"rank {room}" if room else "no LoRA there"
+                raise LoraError(
+                    f"LoRA {spec.source} needs {needs}; this replica's slot, built at start "
+                    f"for the styles file's LoRAs, has {has} (restart to rebuild it)"
+                )
         while len(self._ready) >= self.capacity:
             old, _ = self._ready.popitem(last=False)
             self.unloads += 1
