@@ -315,6 +315,9 @@ class LoraAdapters:
         self.loads = 0
         self.switches = 0
         self.unloads = 0
+        # Snapshots for other threads (the scheduler, /gpu): replaced whole, never mutated.
+        self.loaded_sources: frozenset[str] = frozenset()
+        self.summary = "no LoRA loaded"
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -368,6 +371,7 @@ class LoraAdapters:
         self.slot_rank = max(ranks.values())
         self._slot_bytes = _to_base_dtype(transformer, SLOT, dtype)
         self._zero_slot()
+        self._publish()
         log.info(
             "LoRA slot: ranks up to %d over %d layers, %.1f MiB",
             self.slot_rank,
@@ -388,6 +392,7 @@ class LoraAdapters:
             self._activate_adapter(spec)
         self._current = spec
         self.switches += 1
+        self._publish()
         log.debug(
             "LoRA %s active in %.1f ms",
             spec.source if spec else "(none)",
@@ -498,6 +503,11 @@ class LoraAdapters:
                 scaling[SLOT].fill_(0.0)
 
     # -- reporting --------------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        report = self.report()
+        self.loaded_sources = frozenset(source for source, _ in report.loaded)
+        self.summary = report.describe()
 
     def report(self) -> AdapterReport:
         if self.slot_rank:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxbot.core.requests import GenerationRequest, GenerationResult
+from fluxbot.core.styles import LoraSpec
 from fluxbot.serving.events import EventSink
 from fluxbot.serving.job import Job, JobOutcome
 
@@ -91,6 +92,7 @@ class WorkerStatus:
     busy_remaining_s: float
     queue_depth: int = 0
     profile: str | None = None  # "memory/speed" of the replica once loaded
+    loras: str | None = None  # the LoRAs the replica holds and the memory they take
 
     @property
     def current_job_id(self) -> str | None:
@@ -147,6 +149,11 @@ class Worker(ABC):
 
     @abstractmethod
     def status(self) -> WorkerStatus: ...
+
+    def holds_lora(self, lora: LoraSpec) -> bool:
+        """Whether the replica has this LoRA loaded (a job with it starts without a load);
+        the scheduler prefers such a worker when several are free."""
+        return False
 
     @abstractmethod
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import GenerationRequest, GenerationResult, JobStatus
+from fluxbot.core.styles import LoraSpec
 from fluxbot.serving.events import EventSink, ProgressEvent
 from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.workers.base import (
@@ -264,6 +265,14 @@ class LocalWorker(Worker):
         profiles = getattr(self._runner, "profiles", None)
         return "/".join(str(p) for p in profiles) if profiles else None
 
+    def holds_lora(self, lora: LoraSpec) -> bool:
+        loras = getattr(self._runner, "loras", None)
+        return loras is not None and lora.source in loras.loaded_sources
+
+    def _loras_label(self) -> str | None:
+        loras = getattr(self._runner, "loras", None)
+        return loras.summary if loras is not None else None
+
     def status(self) -> WorkerStatus:
         running = self._current
         remaining = 0.0
@@ -280,6 +289,7 @@ class LocalWorker(Worker):
             cleanups=self._cleanups,
             busy_remaining_s=remaining,
             profile=self._profile_label(),
+            loras=self._loras_label(),
         )
 
     # -- on the loop ----------------------------------------------------------------------------
