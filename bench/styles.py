@@ -17,6 +17,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,26 @@ def run_profile(
     return result
 
 
+def load_pipeline(arch: str, model_dir: Path, device: str) -> Any:
+    """The model as the other bench runs get it (and as the bot does): saved once, loaded
+    through fluxbot's loading code, placed, with the bot's torch switches. (A pipeline used
+    straight from the in-memory build failed on the H200 with a CPU allocation of 8.5 PB in
+    its first call, 2026-12-02; the saved-and-loaded path is the one measured before.)"""
+    from bench.model import ensure_saved
+    from bench.runs import apply_bot_switches
+    from fluxbot.config import MemoryProfile
+    from fluxbot.engine.memory_profiles import apply_memory_profile, plan_memory
+    from fluxbot.engine.pipeline import default_dtype, load_flux_pipeline
+
+    if arch == "tiny":
+        return build_pipeline(arch, device).to(device)
+    ensure_saved(arch, model_dir, device, log=_log)
+    apply_bot_switches(device)
+    pipe = load_flux_pipeline(str(model_dir), default_dtype(device))
+    apply_memory_profile(pipe, plan_memory(MemoryProfile.FULL, device), device)
+    return pipe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.styles")
     parser.add_argument("--out", type=Path, required=True)
@@ -197,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lora-dir", type=Path, default=Path("/tmp/bench-loras"))
     parser.add_argument("--arch", default="full", help="full (FLUX.1 shapes) or tiny (a smoke run)")
     parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--model-dir", type=Path, default=Path("/tmp/bench-model-full"))
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/bench-styles-cache"))
     parser.add_argument("--slot", action="store_true", help="the slot even where eager (tests)")
     args = parser.parse_args(argv)
@@ -217,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results.update(diffusers=diffusers_version, peft=peft_version)
     started = time.perf_counter()
-    pipe = build_pipeline(args.arch, args.device).to(args.device)
-    _log(f"built the random-weight model in {time.perf_counter() - started:.1f} s")
+    pipe = load_pipeline(args.arch, args.model_dir, args.device)
+    _log(f"random-weight model ready in {time.perf_counter() - started:.1f} s")
     args.lora_dir.mkdir(parents=True, exist_ok=True)
     specs = []
     for rank, seed in ((16, 1), (64, 2), (16, 3)):
@@ -234,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_profile(pipe, profile, specs, args.cache_dir, args.device, size, args.slot)
             )
         except Exception as exc:  # a record of what failed is the benchmark's result too
+            traceback.print_exc()
             results["profiles"].append(
                 {"profile": profile, "error": f"{type(exc).__name__}: {exc}"}
             )

@@ -31,3 +31,17 @@ def tiny_runner():  # type: ignore[no-untyped-def]
     from fluxbot.engine.pipeline import FluxRunner
 
     return FluxRunner.tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_loras(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """LoRA files for the tiny model, made once per session with peft (tests/lora_files.py):
+    `ink` and `glow` (ranks 4 and 2) and `wide` (rank 8)."""
+    from tests.lora_files import make_tiny_lora
+
+    folder = tmp_path_factory.mktemp("loras")
+    return {
+        "ink": make_tiny_lora(folder / "ink.safetensors", seed=1),
+        "glow": make_tiny_lora(folder / "glow.safetensors", seed=2, rank=2),
+        "wide": make_tiny_lora(folder / "wide.safetensors", seed=3, rank=8),
+    }

@@ -14,7 +14,7 @@ from fluxbot.app.styles import StyleCatalog, StylesError, load_styles, parse_sty
 from fluxbot.config import load_settings
 from fluxbot.core.requests import GenerationRequest, RequestError
 from fluxbot.core.styles import LoraSpec, Style
-from tests.lora_files import make_foreign_lora, make_tiny_lora
+from tests.lora_files import make_foreign_lora
 
 GOOD = """
 [styles.ink]
@@ -30,9 +30,9 @@ template = "{prompt}, film noir, black and white"
 """
 
 
-@pytest.fixture(scope="module")
-def ink_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_lora(tmp_path_factory.mktemp("loras") / "ink.safetensors", seed=1)
+@pytest.fixture
+def ink_file(tiny_loras: dict[str, Path]) -> Path:
+    return tiny_loras["ink"]
 
 
 def write_styles(folder: Path, text: str, ink: Path | None = None) -> Path:

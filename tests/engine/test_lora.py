@@ -21,16 +21,12 @@ from fluxbot.engine.lora import (
 )
 from fluxbot.engine.pipeline import FluxRunner
 from fluxbot.engine.model_builder import TINY, build_tiny_pipeline
-from tests.lora_files import make_foreign_lora, make_tiny_lora
+from tests.lora_files import make_foreign_lora
 
 
-@pytest.fixture(scope="module")
-def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("loras")
-    make_tiny_lora(folder / "ink.safetensors", seed=1)
-    make_tiny_lora(folder / "glow.safetensors", seed=2, rank=2)
-    make_tiny_lora(folder / "wide.safetensors", seed=3, rank=8)
-    return folder
+@pytest.fixture
+def lora_dir(tiny_loras: dict[str, Path]) -> Path:
+    return tiny_loras["ink"].parent
 
 
 def fox(lora: LoraSpec | None = None, **kwargs) -> GenerationRequest:  # type: ignore[no-untyped-def]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fluxbot.core.requests import GenerationRequest, JobStatus
@@ -10,13 +12,11 @@ from fluxbot.engine.encoding import encode_result
 from fluxbot.engine.pipeline import FluxRunner
 from fluxbot.serving.job import Job
 from fluxbot.serving.workers.local import LocalWorker
-from tests.lora_files import make_tiny_lora
 
 
-@pytest.fixture(scope="module")
-def ink(tmp_path_factory: pytest.TempPathFactory) -> LoraSpec:
-    path = make_tiny_lora(tmp_path_factory.mktemp("loras") / "ink.safetensors", seed=1)
-    return LoraSpec(str(path), 0.9)
+@pytest.fixture
+def ink(tiny_loras: dict[str, Path]) -> LoraSpec:
+    return LoraSpec(str(tiny_loras["ink"]), 0.9)
 
 
 async def test_the_worker_reports_the_loras_its_replica_holds(ink: LoraSpec) -> None:
