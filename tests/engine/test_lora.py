@@ -19,8 +19,8 @@ from fluxbot.engine.lora import (
     meta_transformer,
     read_lora,
 )
-from fluxbot.engine.pipeline import FluxRunner
 from fluxbot.engine.model_builder import TINY, build_tiny_pipeline
+from fluxbot.engine.pipeline import FluxRunner
 from tests.lora_files import make_foreign_lora
 
 
