@@ -42,6 +42,17 @@ class Call:
 
 
 @dataclass
+class FakeLoras:
+    """What a runner's LoraAdapters show other threads: the LoRA files it holds."""
+
+    loaded_sources: frozenset[str] = frozenset()
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.loaded_sources)} LoRA(s)"
+
+
+@dataclass
 class FakeRunner:
     """A `Runner` whose behaviour each test sets.
 
@@ -66,6 +77,7 @@ class FakeRunner:
     gates: dict[tuple[str, int], threading.Event] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    loras: FakeLoras = field(default_factory=FakeLoras)
 
     def generate(
         self,
@@ -77,6 +89,8 @@ class FakeRunner:
         want_preview: bool = False,
     ) -> list[GenerationResult]:
         prompts = [r.prompt for r in requests]
+        if requests[0].lora is not None:  # a batch loads its LoRA, which then stays loaded
+            self.loras = FakeLoras(self.loras.loaded_sources | {requests[0].lora.source})
         self.calls.append(Call(prompts, lighter, threading.current_thread().name))
         self.log.append("generate " + ",".join(prompts))
         if self.hang_prompts.intersection(prompts):

@@ -9,11 +9,16 @@ The scheduler knows nothing of Discord or the store: callers submit `Job`s and r
 (fluxbot.serving.handle); the scheduler keeps its own dispatch state of each job in a
 `DispatchRecord` (fluxbot.serving.dispatch). The queue's order is `FairQueue`'s
 (fluxbot.serving.fair_queue). Every method is called on the event loop thread.
+
+Styles: a batch holds one LoRA only (it is part of the batch key), and when several workers are
+free, the next job's LoRA goes to one that already has it loaded, so LoRA loads stay rare; the
+job is still the one fairness picks, only the device differs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
     from fluxbot.config import Settings
 
 log = logging.getLogger(__name__)
+
+DEFER_S = 1.0  # longest a free worker waits for another to take a job whose LoRA it holds
 
 SMALL_JOB_PIXELS = 512 * 512
 """Batching jobs together pays at 512x512 and below; at 1024x1024 the GPU is already saturated."""
@@ -123,6 +130,8 @@ class Scheduler:
         self._listeners: list[Listener] = []
         self._dispatchers: dict[Worker, asyncio.Task[None]] = {}
         self._wakes: dict[Worker, asyncio.Event] = {}
+        # Workers whose dispatcher is ready for its next batch (see _defer_to).
+        self._free: set[Worker] = set()
         self._finishing: set[asyncio.Task[None]] = set()
         # Running jobs' "last denoising step reached" signals (see _until_next_batch).
         self._last_steps: dict[str, asyncio.Event] = {}
@@ -323,17 +332,32 @@ class Scheduler:
         """One worker's loop: wait for its device and for work, take a batch, run it."""
         wake = self._wakes[worker]
         inflight: list[tuple[asyncio.Task[None], asyncio.Event]] = []
+        deferred: str | None = None
         try:
             while not self._closing:
                 if not await worker.wait_ready():
                     log.error("the worker on %s is out of service", worker.device)
                     break
+                self._free.add(worker)
                 while not self._closing and (self._paused or not self._queue):
                     wake.clear()
                     await wake.wait()
                 if self._closing:
                     break
+                holder = self._defer_to(worker, deferred)
+                if holder is not None:
+                    # Leave the next job to a free worker that has its LoRA loaded; wait for
+                    # the queue to change (bounded, in case that worker never takes it).
+                    deferred = self._queue.order()[0].job_id
+                    wake.clear()
+                    self._wakes[holder].set()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), DEFER_S)
+                    continue
+                self._free.discard(worker)
                 batch = self._take_batch()
+                if self._queue:
+                    self._wake()  # a worker that deferred to this one looks again
                 last_step = asyncio.Event()
                 task = asyncio.get_running_loop().create_task(
                     self._run_batch(worker, batch, last_step)
@@ -346,6 +370,8 @@ class Scheduler:
             for task, _ in inflight:
                 task.cancel()
             raise
+        finally:
+            self._free.discard(worker)
         del self._dispatchers[worker]
         if not self._dispatchers and not self._closing:
             self._lost_all_devices()
@@ -374,6 +400,18 @@ class Scheduler:
             finally:
                 if signal is not None:
                     signal.cancel()
+
+    def _defer_to(self, worker: Worker, deferred: str | None) -> Worker | None:
+        """Another free worker that has the next job's LoRA loaded, when `worker` has not
+        (None: take the job here). A worker defers once per job, never twice."""
+        head = self._queue.order()[0]
+        lora = head.request.lora
+        if lora is None or head.job_id == deferred or worker.holds_lora(lora):
+            return None
+        for other in self._free:
+            if other is not worker and other.holds_lora(lora):
+                return other
+        return None
 
     def _take_batch(self) -> list[Job]:
         """The next job in round-robin order, plus compatible small ones when batching is on."""

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from fluxbot.core.requests import JobStatus
+from fluxbot.core.styles import LoraSpec
 from fluxbot.serving.events import (
     FinishedEvent,
     JobEvent,
@@ -19,10 +20,10 @@ from fluxbot.serving.events import (
 )
 from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.scheduler import QueueFull, Scheduler, SchedulerClosed
-from fluxbot.serving.workers.base import WorkerUnavailable
+from fluxbot.serving.workers.base import WorkerState, WorkerUnavailable
 from fluxbot.serving.workers.eta import SpeedModel
 from fluxbot.serving.workers.local import LocalWorker
-from tests.fakes_runner import FakeMemory, FakeRunner, encode_sizes, job, until
+from tests.fakes_runner import FakeLoras, FakeMemory, FakeRunner, encode_sizes, job, until
 
 WAIT_S = 10.0
 
@@ -366,6 +367,46 @@ async def test_two_devices_share_the_queue_and_are_both_busy(
     assert all(o.status is JobStatus.DONE for o in outcomes)
     assert all(r.calls for r in runners), "both devices ran jobs"
     assert len({o.device for o in outcomes}) == 1  # both are "cpu" here, named alike
+
+
+async def test_a_style_job_goes_to_the_free_worker_that_has_its_lora_loaded() -> None:
+    ink = LoraSpec("/loras/ink.safetensors", 0.8)
+    plain, holder = FakeRunner(device="cuda:0"), FakeRunner(device="cuda:1")
+    holder.loras = FakeLoras(frozenset({ink.source}))
+    # The worker without the LoRA comes first, so without the preference it would take it.
+    scheduler = Scheduler([local_worker(plain), local_worker(holder)], user_queue_cap=10)
+    await scheduler.start()
+    await until(lambda: all(w.status().state is WorkerState.IDLE for w in scheduler.workers))
+    for i in range(3):
+        outcome = await results([scheduler.submit(job(f"ink{i}", user_id=i, lora=ink))])
+        assert outcome[0].status is JobStatus.DONE
+    glow = LoraSpec("/loras/glow.safetensors")
+    other = await results([scheduler.submit(job("glow", lora=glow))])
+    await scheduler.shutdown()
+    assert [c.prompts for c in holder.calls][:3] == [["ink0"], ["ink1"], ["ink2"]]
+    assert not any(c.prompts[0].startswith("ink") for c in plain.calls)
+    assert other[0].status is JobStatus.DONE  # a LoRA nobody holds runs wherever is free
+
+
+async def test_jobs_of_different_styles_never_share_a_batch(
+    permits: threading.Semaphore,
+) -> None:
+    runner = FakeRunner(permits=permits)
+    scheduler = Scheduler([local_worker(runner)], user_queue_cap=10, batch_small_jobs=True)
+    await scheduler.start()
+    first = scheduler.submit(job("block"))
+    await until(lambda: bool(runner.calls))
+    ink = LoraSpec("/loras/ink.safetensors")
+    handles = [
+        scheduler.submit(job("ink-a", user_id=2, lora=ink)),
+        scheduler.submit(job("plain", user_id=3)),
+        scheduler.submit(job("ink-b", user_id=4, lora=ink)),
+    ]
+    permits.release(10)
+    await results([first, *handles])
+    await scheduler.shutdown()
+    batches = [c.prompts for c in runner.calls[1:]]
+    assert ["ink-a", "ink-b"] in batches and ["plain"] in batches
 
 
 async def test_pause_stops_dispatch_until_resume() -> None:
