@@ -478,6 +478,19 @@ class InteractionService:
                         "data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
                     )
                 )
+            for index, choice in enumerate(choices):
+                # Discord: a choice's name is 1-100 characters, a string value at most 100.
+                for key in ("name", "value"):
+                    value = choice.get(key)
+                    too_long = isinstance(value, str) and not 1 <= len(value) <= 100
+                    if value is None or too_long:
+                        raise errors.invalid_form_body(
+                            errors.field_error(
+                                f"data.choices.{index}.{key}",
+                                "BASE_TYPE_BAD_LENGTH",
+                                "Must be between 1 and 100 in length.",
+                            )
+                        )
         elif kind == CALLBACK_MODAL:
             modal = data or {}
             for key in ("custom_id", "title", "components"):
