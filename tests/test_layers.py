@@ -71,6 +71,24 @@ def module_imports(root: Path, top: str = "fluxbot") -> dict[str, set[str]]:
     return graph
 
 
+def imports_of(root: Path, top: str, others: tuple[str, ...]) -> list[str]:
+    """`module -> name` for each import under `root/top` of a package in `others`."""
+    found = []
+    for path in sorted((root / top).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [
+                f"{module_name(root, path)} -> {name}"
+                for name in names
+                if any(_within(name, other) for other in others)
+            ]
+    return found
+
+
 def _within(module: str, top: str) -> bool:
     return module == top or module.startswith(top + ".")
 
@@ -163,6 +181,11 @@ def test_dependencies_point_down_the_layers() -> None:
     assert layer_violations(module_imports(ROOT)) == []
 
 
+def test_fluxbot_never_imports_the_benchmark_or_the_tests() -> None:
+    """bench/ builds on fluxbot (python -m bench), never the other way round."""
+    assert imports_of(ROOT, "fluxbot", ("bench", "tests")) == []
+
+
 def test_the_checks_catch_a_cycle_an_upward_import_and_an_unplaced_package(
     tmp_path: Path,
 ) -> None:
@@ -175,7 +198,7 @@ def test_the_checks_catch_a_cycle_an_upward_import_and_an_unplaced_package(
         "fluxbot/engine/speed.py": "def f():\n    from fluxbot.store import files\n",
         "fluxbot/store/__init__.py": "",
         "fluxbot/store/files.py": "from fluxbot.engine import speed\n",
-        "fluxbot/extra/__init__.py": "from fluxbot.core import requests\n",
+        "fluxbot/extra/__init__.py": "from fluxbot.core import requests\nimport bench.model\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +207,7 @@ def test_the_checks_catch_a_cycle_an_upward_import_and_an_unplaced_package(
     graph = module_imports(tmp_path)
 
     assert graph["fluxbot.store.files"] == {"fluxbot.engine.speed"}
+    assert imports_of(tmp_path, "fluxbot", ("bench",)) == ["fluxbot.extra -> bench.model"]
     assert find_cycles(graph) == [
         ["fluxbot.core.requests", "fluxbot.engine.pipeline"],
         ["fluxbot.engine.speed", "fluxbot.store.files"],
