@@ -15,7 +15,7 @@ from discord.ext import commands
 from fluxbot.app.device_report import live_statuses
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import admin_only
-from fluxbot.bot.cogs.errors import UserError
+from fluxbot.core.errors import UserError
 from fluxbot.devices.status import GpuStatus
 
 if TYPE_CHECKING:

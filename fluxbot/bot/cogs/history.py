@@ -12,7 +12,8 @@ from discord.ext import commands
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin
 from fluxbot.bot.cogs.controls import result_view
-from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
+from fluxbot.bot.cogs.errors import send_error
+from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX
 from fluxbot.core.seeds import SeedProfile
 from fluxbot.prompts.flags import parse_aspect

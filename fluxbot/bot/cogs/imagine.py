@@ -13,8 +13,9 @@ from discord.ext import commands
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin_id
 from fluxbot.bot.cogs.controls import EMOJI_ACTIONS, JobButton
-from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
+from fluxbot.bot.cogs.errors import send_error
 from fluxbot.bot.cogs.results import ResultPoster, StatusTarget
+from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import (
     ASPECT_PRESETS,
     MAX_COUNT,
