@@ -16,7 +16,9 @@ from discord import app_commands
 from discord.ext import commands
 
 import fluxbot
+from fluxbot.app.export import UnknownUser
 from fluxbot.bot.cogs.checks import AdminRequired
+from fluxbot.bot.login import DiscordUnreachable, TokenRejected
 from fluxbot.cli.commands import ModelUnavailable
 from fluxbot.cli.main import CliError
 from fluxbot.core.errors import NotAllowed, UserError
@@ -54,6 +56,9 @@ EXAMPLES: dict[type[UserError], tuple[UserError, str]] = {
     MigrationError: (MigrationError("no migrations"), "no migrations"),
     CliError: (CliError("--seed 'x' is not a whole number"), "--seed 'x' is not a whole number"),
     ModelUnavailable: (ModelUnavailable("download the model"), "download the model"),
+    UnknownUser: (UnknownUser(7), str(UnknownUser(7))),
+    DiscordUnreachable: (DiscordUnreachable("no route"), "no route"),
+    TokenRejected: (TokenRejected("check DISCORD_TOKEN"), "check DISCORD_TOKEN"),
 }
 
 
