@@ -40,10 +40,6 @@ NARROW: Mapping[tuple[str, str], frozenset[str]] = {
 }
 """Where a package may use only some modules of a lower one."""
 
-CYCLES_TOLERATED_UNDER = ("fluxbot.bot.",)
-"""The cogs cycle controls -> imagine -> results -> controls is being removed on branch
-arch-adapters; once that is on main this tuple becomes empty."""
-
 
 def module_name(root: Path, path: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -169,12 +165,7 @@ def layer_violations(
 
 
 def test_no_import_cycles_between_modules() -> None:
-    cycles = [
-        cycle
-        for cycle in find_cycles(module_imports(ROOT))
-        if not all(m.startswith(CYCLES_TOLERATED_UNDER) for m in cycle)
-    ]
-    assert cycles == []
+    assert find_cycles(module_imports(ROOT)) == []
 
 
 def test_dependencies_point_down_the_layers() -> None:

@@ -21,19 +21,10 @@ from fluxbot.core.styles import Style
 from fluxbot.engine.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 from fluxbot.prompts.budget import TokenBudget, tokenizer_counter, word_counter
 from fluxbot.prompts.flags import merge_options, parse_prompt
+from fluxbot.prompts.policy import PolicyRefused
 
 DEFAULT_ASPECT = "1:1"
 DEFAULT_STEPS = 4
-
-
-class PolicyRefused(RequestError):
-    """The prompt is not allowed here; `str()` is the reason, fit to show the user."""
-
-    def __init__(self, reason: str) -> None:
-        ValueError.__init__(self, reason)
-        self.field_name = "prompt"
-        self.value = None
-        self.allowed = reason
 
 
 class Policy(Protocol):

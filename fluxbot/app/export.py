@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from fluxbot.core.errors import UserError
 from fluxbot.store import JobRow, SeedRecord, Store, User
 from fluxbot.store.types import utcnow
 
@@ -18,7 +19,7 @@ MANIFEST_NAME = "fluxbot-export.json"
 EXPORT_FORMAT = 1
 
 
-class UnknownUser(LookupError):
+class UnknownUser(UserError, LookupError):
     """The store has no user and no job with that id: nothing is written."""
 
     def __init__(self, user_id: int) -> None:

@@ -21,6 +21,8 @@ from fluxbot.serving.scheduler import Scheduler
 from fluxbot.store import Store
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import JobRow
+from fluxbot.store.recovery import Recovery
+from fluxbot.store.removal import Removal
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,12 @@ class JobService:
         """Called after a job's final state (and images) are durable."""
         self._callbacks.append(callback)
 
-    async def start(self, policy: RecoverPolicy) -> list[JobRow]:
-        """Recover what the last process left, start the workers; returns the failed recoveries."""
+    async def start(self, policy: RecoverPolicy) -> Recovery:
+        """Recover what the last process left and start the workers.
+
+        Returns the recovery: `queued` jobs are queued again here (follow them through
+        `handle`), `failed` ones could not be resumed (tell their users).
+        """
         startup = await self.store.startup(policy)
         if startup.orphans_removed:
             log.info("removed %d orphan image file(s)", len(startup.orphans_removed))
@@ -60,7 +66,7 @@ class JobService:
             self._enqueue(row, GenerationRequest.from_params(row.params), front=True)
         if startup.recovery.queued:
             log.info("requeued %d job(s) left by the last run", len(startup.recovery.queued))
-        return startup.recovery.failed
+        return startup.recovery
 
     async def submit(
         self,
@@ -113,6 +119,23 @@ class JobService:
             return False
         await self.store.jobs.cancel(row.id)  # known to the store only (never queued here)
         return True
+
+    async def forget_user(self, user_id: int, *, wait_s: float = 30.0) -> Removal:
+        """Cancel a user's queued and running jobs, then delete all their rows and images.
+
+        Running jobs stop at their next step; their end is awaited (up to `wait_s`) so that no
+        outcome is written after the user's data is gone.
+        """
+        cancelled = []
+        for job in await self.store.jobs.queue():
+            if job.user_id == user_id and await self.cancel(job.public_id):
+                handle = self.scheduler.handle(job.public_id)
+                if handle is not None:
+                    cancelled.append(handle.result())
+        if cancelled:
+            await asyncio.wait([asyncio.ensure_future(c) for c in cancelled], timeout=wait_s)
+        await self.flush()
+        return await self.store.delete_user(user_id)
 
     def handle(self, public_id: str) -> JobHandle | None:
         return self.scheduler.handle(public_id)

@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass, field
 
 import discord
 import yarl
@@ -25,6 +24,9 @@ from discord.ext import commands
 from fluxbot.app.health import HEARTBEAT_INTERVAL_S, Heartbeat, write_heartbeat
 from fluxbot.app.root import Engine, build_engine
 from fluxbot.app.service import JobService
+from fluxbot.bot.cogs import presenters
+from fluxbot.bot.cogs.results import ResultPoster
+from fluxbot.bot.live import LiveJobs
 from fluxbot.bot.permissions import invite_url
 from fluxbot.config import Settings
 from fluxbot.devices.nvml import NvmlMonitor
@@ -76,18 +78,9 @@ def limit_steps_option(tree: discord.app_commands.CommandTree, max_steps: int) -
         params["steps"] = dataclasses.replace(param, max_value=max_steps, description=description)
 
 
-@dataclass(slots=True)
-class LiveJobs:
-    """In-memory context of jobs started in this process (the store has the durable part)."""
-
-    interactions: dict[str, discord.Interaction] = field(default_factory=dict)
-    upload_limits: dict[str, int] = field(default_factory=dict)
-    notices: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    trackers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-
-
 class FluxBot(commands.Bot):
-    """Holds the settings, store and engine; loads the cogs; drains the queue on close."""
+    """Holds the settings, store and engine; loads the cogs; follows and posts every job
+    (also those recovered after a restart); drains the queue on close."""
 
     def __init__(self, settings: Settings, store: Store, engine: Engine) -> None:
         super().__init__(
@@ -100,6 +93,8 @@ class FluxBot(commands.Bot):
         self.store = store
         self.engine = engine
         self.live = LiveJobs()
+        self.poster = ResultPoster(self, store, engine.service, self.live)
+        engine.service.on_finished(self.poster.post)
         self.nvml = NvmlMonitor()
         self.recovered_failures: list[JobRow] = []
         self._background: list[asyncio.Task[None]] = []
@@ -116,7 +111,10 @@ class FluxBot(commands.Bot):
             except Exception:
                 log.exception("could not load %s", extension)
         limit_steps_option(self.tree, self.settings.max_steps)
-        self.recovered_failures = await self.service.start(self.settings.recover_jobs)
+        recovery = await self.service.start(self.settings.recover_jobs)
+        self.recovered_failures = recovery.failed
+        for row in recovery.queued:
+            self.poster.follow_recovered(row)
         await self.sync_commands(force=False)
         retention = RetentionPolicy.from_settings(self.settings)
         if retention.enabled:
@@ -165,6 +163,10 @@ class FluxBot(commands.Bot):
             if row.channel_id is None:
                 continue
             channel = self.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+            if row.status_message_id is not None:
+                status = channel.get_partial_message(row.status_message_id)
+                with contextlib.suppress(discord.HTTPException):
+                    await status.edit(content=presenters.failure_text(row.public_id, row.error))
             try:
                 await channel.send(
                     f"<@{row.user_id}> ⚠️ job `{row.public_id}` was interrupted by a restart "
@@ -221,7 +223,7 @@ class FluxBot(commands.Bot):
                 log.info("%d job(s) stay queued for the next start", handed_back)
         except Exception:
             log.exception("error while draining the queue")
-        for task in [*self.live.trackers.values(), *self._background]:
+        for task in [*self.live.trackers(), *self._background]:
             task.cancel()
         await super().close()
         with contextlib.suppress(OSError):  # `fluxbot health` now says "not connected"

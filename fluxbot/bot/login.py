@@ -15,16 +15,18 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from fluxbot.core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
 
 
-class DiscordUnreachable(Exception):
+class DiscordUnreachable(UserError):
     """Discord (or the configured API base) could not be reached; `str()` is one line."""
 
 
-class TokenRejected(Exception):
+class TokenRejected(UserError):
     """Discord answered 401: the token is wrong or was reset."""
 
 

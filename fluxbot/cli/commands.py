@@ -18,6 +18,7 @@ from fluxbot.app.preflight import (
     sqlite_path,
 )
 from fluxbot.config import Backend, Settings
+from fluxbot.core.errors import UserError
 from fluxbot.core.requests import AnimationSpec, GenerationRequest, GenerationResult, RequestError
 
 TOKEN_HELP = (
@@ -88,7 +89,7 @@ def output_format(out: Path) -> str:
     return fmt
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(UserError):
     """The model could not be loaded; the message says what to download (exit code 1)."""
 
 

@@ -15,13 +15,14 @@ from fluxbot import __version__
 from fluxbot.app.styles import StylesError
 from fluxbot.cli.commands import ModelUnavailable
 from fluxbot.config import ConfigError, Settings, load_settings, misspelled_settings
-from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX, RequestError
+from fluxbot.core.errors import UserError
+from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX
 
 EXIT_USAGE = 2
 log = logging.getLogger("fluxbot")
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A problem the user can fix: printed as one line, exit code 2."""
 
 
@@ -143,12 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in misspelled_settings():
             log.warning("%s", warning)
         return _dispatch(args, settings)
-    except (CliError, ConfigError, RequestError, StylesError) as exc:
-        print(f"fluxbot: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except ModelUnavailable as exc:
         print(f"fluxbot: error: {exc}", file=sys.stderr)
         return 1
+    except (ConfigError, UserError, StylesError) as exc:
+        print(f"fluxbot: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

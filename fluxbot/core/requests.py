@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from fluxbot.core.errors import UserError
 from fluxbot.core.styles import LoraSpec
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def aspect_size(aspect: str, megapixels: float = 1.0) -> tuple[int, int]:
 ASPECT_PRESETS: dict[str, tuple[int, int]] = {name: aspect_size(name) for name in ASPECT_RATIOS}
 
 
-class RequestError(ValueError):
+class RequestError(UserError, ValueError):
     """Input that cannot be generated; `str()` is a sentence fit to show a user."""
 
     def __init__(self, field_name: str, value: Any, allowed: str) -> None:

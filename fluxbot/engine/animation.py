@@ -16,13 +16,15 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 
+from fluxbot.core.errors import UserError
+
 COLOUR_STEPS = (256, 128, 64, 32)
 SCALE_STEPS = (1.0, 0.75, 0.5, 0.375, 0.25)
 MIN_FRAMES = 2
 
 
-class GifTooLarge(ValueError):
-    """No encoding of these frames fits the byte budget."""
+class GifTooLarge(UserError, ValueError):
+    """No encoding of these frames fits the byte budget; the message says by how much."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from typing import Any
 from nltk.stem import PorterStemmer
 from nltk.tokenize import RegexpTokenizer
 
+from fluxbot.core.errors import UserError
 from fluxbot.prompts.groups import strip_weights
 from fluxbot.prompts.policy_terms import (
     EXPLICIT_TERMS,
@@ -83,6 +84,10 @@ class PolicyVerdict:
 
 
 ALLOWED = PolicyVerdict(allowed=True)
+
+
+class PolicyRefused(UserError):
+    """The policy refused a prompt here; the message is the verdict's reason, fit for the user."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from fluxbot.core.errors import UserError
 from fluxbot.core.requests import MAX_COUNT, GenerationRequest, JobStatus
 from fluxbot.logs import job_line
 from fluxbot.serving.dispatch import DispatchRecord
@@ -52,7 +53,7 @@ SMALL_JOB_PIXELS = 512 * 512
 ETA_REPORT_MIN_S = 1.0
 
 
-class QueueFull(Exception):
+class QueueFull(UserError):
     """A submit over a cap; `str()` is a sentence fit to show the user."""
 
     def __init__(self, *, scope: str, cap: int, waiting: int, user_waiting: int) -> None:
@@ -73,7 +74,7 @@ class QueueFull(Exception):
         super().__init__(message)
 
 
-class SchedulerClosed(Exception):
+class SchedulerClosed(UserError):
     """The scheduler takes no new jobs (it is shutting down, or no device is left)."""
 
 

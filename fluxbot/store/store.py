@@ -134,6 +134,23 @@ class Store:
             now=now,
         )
 
+    async def read_images(self, job: JobRow) -> list[EncodedImage]:
+        """A job's stored images in batch order, read off the event loop."""
+
+        def read() -> list[EncodedImage]:
+            return [
+                EncodedImage(
+                    self.files.absolute(image.path).read_bytes(),
+                    image.seed,
+                    image.width,
+                    image.height,
+                    image.format,
+                )
+                for image in sorted(job.images, key=lambda i: i.index)
+            ]
+
+        return await asyncio.to_thread(read)
+
     def image_path(self, relative: str) -> Path:
         """The absolute path of an image row's file."""
         return self.files.absolute(relative)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fluxbot.app.compose import PolicyRefused, RequestComposer, load_budget
+from fluxbot.app.compose import RequestComposer, load_budget
 from fluxbot.core.requests import ASPECT_PRESETS, AnimationSpec, RequestError, SizeLimits
-from fluxbot.prompts.policy import ContentPolicy
+from fluxbot.engine.tokenizers import build_clip_tokenizer
+from fluxbot.prompts.budget import TokenBudget, tokenizer_counter
+from fluxbot.prompts.policy import REASON_BLOCKLIST, REASON_EXPLICIT, ContentPolicy, PolicyRefused
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +43,26 @@ def test_too_long_prompts_drop_groups_and_say_so(composer: RequestComposer) -> N
     assert draft.finish(1).prompt.startswith("a red fox")
 
 
+def test_em_dash_flags_and_a_tight_budget_drop_the_least_weighted_group() -> None:
+    count = tokenizer_counter(build_clip_tokenizer())
+    budget = TokenBudget(count_t5=count, count_clip=count, t5_limit=count("red fox, forest"))
+    policy = ContentPolicy()
+    composer = RequestComposer(SizeLimits(), budget, strict=policy, relaxed=policy)
+    draft = composer.draft("(red fox:1.3), [blurry], forest —ar 16:9 —seed 3 —no (dogs)", seed=11)
+    request = draft.finish(draft.seed)
+    assert (request.prompt, request.negative, request.seed) == ("red fox, forest", "dogs", 11)
+    assert (request.width, request.height) == ASPECT_PRESETS["16:9"]
+    assert len(draft.notices) == 1 and "blurry" in draft.notices[0]
+    assert request.uses_true_cfg
+
+
 def test_the_blocklist_and_strictness(composer: RequestComposer) -> None:
-    with pytest.raises(PolicyRefused):
+    with pytest.raises(PolicyRefused) as blocked:
         composer.draft("a d r a g o n")
-    with pytest.raises(PolicyRefused):
-        composer.draft("a nude figure", strict=True)
+    assert str(blocked.value) == REASON_BLOCKLIST
+    with pytest.raises(PolicyRefused) as explicit:
+        composer.draft("a n.u.d.e figure --ar 1:1", strict=True)
+    assert str(explicit.value) == REASON_EXPLICIT
     assert composer.draft("a nude figure", strict=False).fields["prompt"] == "a nude figure"
     assert composer.draft("a fox --no nudity", strict=True).fields["negative"] == "nudity"
 
@@ -57,6 +74,7 @@ def test_the_blocklist_and_strictness(composer: RequestComposer) -> None:
         ({"prompt": "a fox", "steps": 20}, "steps"),
         ({"prompt": "a fox --count 9"}, "--count"),
         ({"prompt": "--seed 3"}, "prompt"),
+        ({"prompt": "a fox", "seed": "-1"}, "seed"),
     ],
 )
 def test_bad_input_names_the_field(

@@ -103,8 +103,40 @@ async def test_jobs_left_by_a_crash_run_at_the_next_start(store: Store, tiny_run
     service = await _service(store, lambda: tiny_runner)
     recorder = Recorder()
     service.on_finished(recorder)
-    assert await service.start(RecoverPolicy.REQUEUE) == []
+    assert (await service.start(RecoverPolicy.REQUEUE)).failed == []
     await until(lambda: bool(recorder.finished), within_s=60)
     done, outcome = recorder.finished[0]
     assert done.id == row.id and outcome.status is JobStatus.DONE and done.images
     await service.shutdown()
+
+
+async def test_forget_user_cancels_their_jobs_and_deletes_them_after_they_end(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = threading.Semaphore(0)
+    service = await _service(store, lambda: FakeRunner(permits=gate))
+    recorder = Recorder()
+    service.on_finished(recorder)
+    await service.start(RecoverPolicy.REQUEUE)
+    running = await service.submit(1, _request())
+    await until(lambda: service.handle(running.row.public_id).status is JobStatus.RUNNING)
+    service.scheduler.pause()
+    await service.submit(1, _request(seed=2))
+    other = await service.submit(2, _request(seed=3))
+    removal = await service.forget_user(1)
+    assert removal.jobs == 2
+    assert (await store.jobs.for_user(1)).total == 0
+    assert (await store.jobs.get(other.row.id)).status == JobStatus.QUEUED
+    # The running job ended (cancelled) before its row went: nothing was written after.
+    assert {outcome.status for _, outcome in recorder.finished} == {JobStatus.CANCELLED}
+    assert "could not store" not in caplog.text
+    await service.shutdown(grace_s=0.1)
+
+
+async def test_start_returns_the_requeued_jobs_to_follow(store: Store) -> None:
+    row = await store.jobs.create(3, _request(seed=9))
+    service = await _service(store, lambda: FakeRunner(permits=threading.Semaphore(0)))
+    recovery = await service.start(RecoverPolicy.REQUEUE)
+    assert [r.id for r in recovery.queued] == [row.id] and recovery.failed == []
+    assert service.handle(row.public_id) is not None
+    await service.shutdown(grace_s=0.1)

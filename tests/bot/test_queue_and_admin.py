@@ -59,24 +59,29 @@ async def test_jobs_left_queued_are_posted_after_a_restart(harness: BotHarness) 
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    await imagine_queued(server, server.alice, "survivor", seed=5)
+    status = (await imagine_queued(server, server.alice, "survivor", seed=5)).original
     await harness.stop()
     assert not results(server)
     await harness.start()
     result = await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=60)
     assert read_parameters(result.attachments[0].data)["seed"] == 5
     assert f"<@{server.alice.id}>" in result.content
+    # Its status message follows it as a fresh job's does: started, then gone with the result.
+    await wait_for(lambda: status.deleted, what="the status message to go")
+    shown = [revision.get("content") or "" for revision in status.revisions]
+    assert any("is being made" in text or "step" in text for text in shown), shown
 
 
 async def test_with_recover_fail_users_are_told_after_a_restart(harness: BotHarness) -> None:
     bot = await harness.start()
     server = harness.server
     bot.engine.scheduler.pause()
-    await imagine_queued(server, server.bob, "lost")
+    status = (await imagine_queued(server, server.bob, "lost")).original
     await harness.stop()
     await harness.start(recover_jobs="fail")
     notice = await server.wait_for_message(lambda m: "interrupted" in m.content, within_s=30)
     assert f"<@{server.bob.id}>" in notice.content and not results(server)
+    await wait_for(lambda: "failed" in status.content, what="the status message to say so")
 
 
 async def test_buttons_on_old_results_work_after_a_restart(harness: BotHarness) -> None:

@@ -31,6 +31,16 @@ async def test_finish_job_stores_files_rows_and_status_together(store: Store) ->
     assert loaded is not None and [i.path for i in loaded.images] == [i.path for i in done.images]
 
 
+async def test_read_images_gives_back_what_was_stored_in_batch_order(store: Store) -> None:
+    job = await store.jobs.create(1, make_request(seed=3, count=2))
+    done = await store.finish_job(job, [encoded(3), encoded(4)])
+    images = await store.read_images(done)
+    assert [(image.seed, image.data) for image in images] == [
+        (3, encoded(3).data),
+        (4, encoded(4).data),
+    ]
+
+
 async def test_same_seed_reroll_matches_parent_hashes(store: Store) -> None:
     parent = await store.jobs.create(1, make_request(seed=7, count=2))
     await store.finish_job(parent, [encoded(7), encoded(8)])

@@ -15,7 +15,7 @@ from discord.ext import commands
 from fluxbot.app.device_report import live_statuses
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import admin_only
-from fluxbot.bot.cogs.errors import UserError
+from fluxbot.core.errors import UserError
 from fluxbot.devices.status import GpuStatus
 
 if TYPE_CHECKING:
@@ -132,11 +132,7 @@ class Admin(commands.Cog):
     @admin_only()
     async def purge(self, interaction: discord.Interaction, user: discord.User) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        for job in await self.bot.store.jobs.queue():
-            if job.user_id == user.id:
-                await self.bot.service.cancel(job.public_id)
-        await self.bot.service.flush()
-        removal = await self.bot.store.delete_user(user.id)
+        removal = await self.bot.service.forget_user(user.id)
         await interaction.followup.send(
             f"Purged {user.mention}: {removal.jobs} job(s), {removal.images} image(s).",
             ephemeral=True,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from fluxbot.bot.cogs.errors import NotAllowed
+from fluxbot.core.errors import NotAllowed
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot

@@ -1,17 +1,21 @@
-"""Buttons under a result that keep working after a restart: the custom id carries the job id."""
+"""Buttons under a result that keep working after a restart: the custom id carries the job id.
+
+A press is handed to whichever loaded cog is named `JOB_ACTIONS_COG` (the Imagine cog), through
+the `JobActions` protocol, so this module depends on no cog.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 import discord
+from discord.ext import commands
 
 from fluxbot.bot.cogs.presenters import CANCEL, NEW_SEED, REROLL
 from fluxbot.store.models import JobRow
 
-if TYPE_CHECKING:
-    from fluxbot.bot.cogs.imagine import Imagine
+JOB_ACTIONS_COG = "Imagine"
 
 ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "reroll": (REROLL, "Same seed", discord.ButtonStyle.secondary),
@@ -19,6 +23,14 @@ ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "cancel": (CANCEL, "Cancel / delete", discord.ButtonStyle.danger),
 }
 EMOJI_ACTIONS = {emoji: action for action, (emoji, _, _) in ACTIONS.items()}
+
+
+class JobActions(Protocol):
+    """What runs 🔁 / 🎲 / ❌ pressed as a button."""
+
+    async def on_button(
+        self, interaction: discord.Interaction, action: str, job_id: str
+    ) -> None: ...
 
 
 class JobButton(
@@ -44,7 +56,8 @@ class JobButton(
         return cls(match["action"], match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog: Imagine | None = interaction.client.get_cog("Imagine")  # type: ignore[attr-defined]
+        client = cast(commands.Bot, interaction.client)
+        cog = cast(JobActions | None, client.get_cog(JOB_ACTIONS_COG))
         if cog is not None:
             await cog.on_button(interaction, self.action, self.job_id)
 

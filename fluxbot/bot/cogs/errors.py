@@ -1,6 +1,8 @@
 """One table from error to what the user sees; everything else gets a short code that is logged.
 
 Every Discord-visible failure goes through `user_message`; no traceback ever reaches a user.
+Any `UserError` (fluxbot/core/errors.py) is shown as its message, so a new user-facing error is
+covered by construction; the rows above it only add an emoji or a lead-in.
 """
 
 from __future__ import annotations
@@ -13,24 +15,16 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from fluxbot.app.compose import PolicyRefused
+from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import RequestError
 from fluxbot.engine.animation import GifTooLarge
-from fluxbot.engine.pipeline import ModelLoadError
-from fluxbot.serving.scheduler import QueueFull
+from fluxbot.prompts.policy import PolicyRefused
+from fluxbot.serving.scheduler import QueueFull, SchedulerClosed
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
 
 log = logging.getLogger(__name__)
-
-
-class UserError(Exception):
-    """Raised anywhere in the cogs with a sentence meant for the user."""
-
-
-class NotAllowed(UserError):
-    """The user may not do this (admin command, someone else's job, banned)."""
 
 
 def _invalid_option(exc: BaseException) -> str:
@@ -45,10 +39,10 @@ ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = 
     (PolicyRefused, lambda e: f"🚫 {e}"),
     (RequestError, _invalid_option),
     (QueueFull, lambda e: f"⏳ {e}"),
+    (SchedulerClosed, lambda e: f"⏸️ {e}"),
     (NotAllowed, lambda e: f"🔒 {e}"),
-    (UserError, str),
     (GifTooLarge, lambda e: f"The animation is too big to upload: {e}."),
-    (ModelLoadError, lambda e: "The image model is not loaded yet; an admin has been told."),
+    (UserError, str),
     (app_commands.CommandOnCooldown, lambda e: f"Slow down: try again in {e.retry_after:.0f} s."),
     (app_commands.CheckFailure, _check_failed),
 ]

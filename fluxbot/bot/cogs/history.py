@@ -12,7 +12,8 @@ from discord.ext import commands
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin
 from fluxbot.bot.cogs.controls import result_view
-from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
+from fluxbot.bot.cogs.errors import send_error
+from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import ASPECT_PRESETS, SEED_MAX
 from fluxbot.core.seeds import SeedProfile
 from fluxbot.prompts.flags import parse_aspect
@@ -123,12 +124,9 @@ class ForgetMeButton(
             if interaction.user.id != self.user_id:
                 raise NotAllowed("Only the person who asked can confirm this.")
             bot: FluxBot = interaction.client  # type: ignore[assignment]
-            for job in await bot.store.jobs.queue():
-                if job.user_id == self.user_id:
-                    await bot.service.cancel(job.public_id)
-            await bot.service.flush()
-            removal = await bot.store.delete_user(self.user_id)
-            await interaction.response.edit_message(
+            await interaction.response.defer()
+            removal = await bot.service.forget_user(self.user_id)
+            await interaction.edit_original_response(
                 content=f"🗑️ Deleted your data: {_removal_summary(removal)}.", view=None
             )
         except Exception as exc:
@@ -167,7 +165,7 @@ class History(commands.Cog):
         if not row.images:
             raise UserError(f"Job `{row.public_id}` has no images ({row.status}).")
         await interaction.response.defer(thinking=True)
-        images = presenters.load_stored(row, self.bot.store.data_dir)
+        images = await self.bot.store.read_images(row)
         files, notes = presenters.upload_files(row, images, interaction.filesize_limit)
         device_s = sum(
             (row.timings or {}).get(k, 0.0) for k in ("text_encode", "denoise", "decode")

@@ -13,8 +13,9 @@ from discord.ext import commands
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin_id
 from fluxbot.bot.cogs.controls import EMOJI_ACTIONS, JobButton
-from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
-from fluxbot.bot.cogs.results import ResultPoster, StatusTarget
+from fluxbot.bot.cogs.errors import send_error
+from fluxbot.bot.live import LiveJob, StatusTarget
+from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import (
     ASPECT_PRESETS,
     MAX_COUNT,
@@ -43,8 +44,6 @@ class Imagine(commands.Cog):
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
-        self.poster = ResultPoster(bot)
-        bot.service.on_finished(self.poster.post)
 
     # -- slash commands ---------------------------------------------------------------------
 
@@ -118,7 +117,11 @@ class Imagine(commands.Cog):
         """The caller's stored row; refuses banned users and DMs unless allowed."""
         if interaction.guild is None and not self.bot.settings.allow_dms:
             raise UserError("Images can only be made in a server channel here.")
-        user = await self.bot.store.users.get_or_create(interaction.user.id)
+        return await self._maker(interaction.user.id)
+
+    async def _maker(self, user_id: int) -> User:
+        """The stored row of someone about to make images; banned users are refused here."""
+        user = await self.bot.store.users.get_or_create(user_id)
         if user.banned:
             raise NotAllowed("You are not allowed to make images with this bot.")
         return user
@@ -146,9 +149,17 @@ class Imagine(commands.Cog):
             interaction.user.id, request, kind=kind, origin=origin, want_preview=True
         )
         job_id = submission.row.public_id
-        self.bot.live.interactions[job_id] = interaction
-        self.bot.live.upload_limits[job_id] = interaction.filesize_limit
-        self.bot.live.notices[job_id] = draft.notices
+        # Known before the first await: a fast job may be posted while its status is sent.
+        live = self.bot.live.add(
+            LiveJob(
+                job_id,
+                status=StatusTarget(interaction),
+                interaction=interaction,
+                upload_limit=interaction.filesize_limit,
+                notices=draft.notices,
+                private=private,
+            )
+        )
         place = submission.place
         text = (
             presenters.queued_text(job_id, place.position, place.eta_s)
@@ -157,10 +168,19 @@ class Imagine(commands.Cog):
         )
         if draft.notices:
             text += "\n" + "\n".join(f"ℹ️ {n}" for n in draft.notices)
-        await interaction.edit_original_response(content=text)
+        # The status message is linked to its job before the user sees it (a ❌ on it at once
+        # must find the job).
         original = await interaction.original_response()
         await self.bot.store.jobs.set_messages(submission.row.id, status_message_id=original.id)
-        self.poster.track(submission.handle, StatusTarget(interaction=interaction), private=private)
+        await interaction.edit_original_response(content=text)
+        # Past the token's life the same message is edited through the bot token (which
+        # cannot reach an ephemeral one).
+        if not private and interaction.channel_id is not None:
+            channel = self.bot.get_partial_messageable(
+                interaction.channel_id, guild_id=interaction.guild_id
+            )
+            live.status.message = channel.get_partial_message(original.id)
+        self.bot.poster.follow(submission.handle, live)
 
     # -- controls -----------------------------------------------------------------------------
 
@@ -215,9 +235,7 @@ class Imagine(commands.Cog):
         """Run 🔁 / 🎲 / ❌ for `user_id` on job `row`; returns what to tell the user."""
         if action == "cancel":
             return await self._cancel_or_delete(row, user_id, permissions, message)
-        user = await self.bot.store.users.get_or_create(user_id)
-        if user.banned:
-            raise NotAllowed("You are not allowed to make images with this bot.")
+        await self._maker(user_id)
         request = GenerationRequest.from_params(row.params)
         if action == "reroll":
             kind = JobKind.REROLL
@@ -232,7 +250,8 @@ class Imagine(commands.Cog):
         if message is not None and row.result_message_id == message.id:
             channel = self.bot.get_partial_messageable(message.channel.id, guild_id=row.guild_id)
             reply_to = channel.get_partial_message(message.id)
-        self.poster.track(submission.handle, StatusTarget(), reply_to=reply_to)
+        live = LiveJob(submission.row.public_id, reply_to=reply_to)
+        self.bot.poster.follow(submission.handle, live)
         place = submission.place
         verb = "Rerolling with the same seed" if kind is JobKind.REROLL else "New seed"
         where = f", position {place.position}" if place else ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import discord
 
@@ -62,15 +61,6 @@ def result_embed(
         embed.description = "\n".join(f"ℹ️ {note}" for note in notes)
     embed.set_footer(text="🔁 same seed · 🎲 new seed · ❌ cancel/delete")
     return embed
-
-
-def load_stored(row: JobRow, images_root: Path) -> list[EncodedImage]:
-    """The job's stored images, in order."""
-    out = []
-    for image in sorted(row.images, key=lambda i: i.index):
-        data = (images_root / image.path).read_bytes()
-        out.append(EncodedImage(data, image.seed, image.width, image.height, image.format))
-    return out
 
 
 def upload_files(

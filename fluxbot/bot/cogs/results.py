@@ -13,92 +13,63 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import discord
 
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.controls import result_view
+from fluxbot.bot.live import LiveJob, StatusTarget, fresh
 from fluxbot.core.requests import JobKind, JobStatus
-from fluxbot.engine.encoding import DEFAULT_UPLOAD_LIMIT
 from fluxbot.serving.events import FinishedEvent
 from fluxbot.serving.job import JobOutcome
 from fluxbot.store.models import JobRow
 
 if TYPE_CHECKING:
-    from fluxbot.bot.client import FluxBot
+    from fluxbot.app.service import JobService
+    from fluxbot.bot.live import LiveJobs
     from fluxbot.serving.handle import JobHandle
+    from fluxbot.store import Store
 
 log = logging.getLogger(__name__)
 
 EDIT_INTERVAL_S = 1.5
-TOKEN_SAFE_AGE = timedelta(minutes=14)
-
-
-class StatusTarget:
-    """Where a job's status line lives: an interaction response or a plain channel message."""
-
-    def __init__(
-        self,
-        interaction: discord.Interaction | None = None,
-        message: discord.Message | None = None,
-    ) -> None:
-        self.interaction = interaction
-        self.message = message
-
-    async def edit(self, content: str, preview: bytes | None = None) -> None:
-        attachments = [discord.File(io.BytesIO(preview), "preview.png")] if preview else []
-        try:
-            if self.interaction is not None and _fresh(self.interaction):
-                await self.interaction.edit_original_response(
-                    content=content, attachments=attachments
-                )
-            elif self.message is not None:
-                await self.message.edit(content=content, attachments=attachments)
-        except discord.HTTPException as exc:
-            log.debug("status edit failed: %s", exc)
-
-    async def remove(self) -> None:
-        try:
-            if self.interaction is not None and _fresh(self.interaction):
-                await self.interaction.delete_original_response()
-            elif self.message is not None:
-                await self.message.delete()
-        except discord.HTTPException as exc:
-            log.debug("status delete failed: %s", exc)
-
-
-def _fresh(interaction: discord.Interaction) -> bool:
-    return datetime.now(UTC) - interaction.created_at < TOKEN_SAFE_AGE
 
 
 class ResultPoster:
-    """Tracks live jobs' progress and posts every finished job, live or recovered."""
+    """Follows jobs' progress in their status lines and posts every finished job, live or
+    recovered after a restart; what it knows of each job is one `LiveJob` in `bot.live`."""
 
-    def __init__(self, bot: FluxBot) -> None:
-        self.bot = bot
-        self.status: dict[str, StatusTarget] = {}
-        self.reply_to: dict[str, discord.PartialMessage] = {}
-        self.private: dict[str, bool] = {}
-
-    def track(
-        self,
-        handle: JobHandle,
-        target: StatusTarget,
-        *,
-        private: bool = False,
-        reply_to: discord.PartialMessage | None = None,
+    def __init__(
+        self, client: discord.Client, store: Store, service: JobService, live: LiveJobs
     ) -> None:
-        """Edit `target` as the job moves; the result itself comes through `post`."""
-        job_id = handle.job_id
-        self.status[job_id] = target
-        self.private[job_id] = private
-        if reply_to is not None:
-            self.reply_to[job_id] = reply_to
-        task = asyncio.create_task(self._follow(handle, target), name=f"track-{job_id}")
-        self.bot.live.trackers[job_id] = task
-        task.add_done_callback(lambda _t: self.bot.live.trackers.pop(job_id, None))
+        self.client = client
+        self.store = store
+        self.service = service
+        self.live = live
+
+    def follow(self, handle: JobHandle, live: LiveJob) -> None:
+        """Register the job and edit its status line as it moves; the result comes via `post`.
+
+        A job already finished is left alone: `post` has it (or has posted it) already.
+        """
+        if handle.done:
+            return
+        self.live.add(live)
+        live.tracker = asyncio.create_task(
+            self._follow(handle, live.status), name=f"track-{handle.job_id}"
+        )
+
+    def follow_recovered(self, row: JobRow) -> None:
+        """A job requeued at start: its status message (sent before the restart) follows it."""
+        handle = self.service.handle(row.public_id)
+        if handle is None:
+            return
+        message = None
+        if row.status_message_id is not None and row.channel_id is not None:
+            channel = self.client.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+            message = channel.get_partial_message(row.status_message_id)
+        self.follow(handle, LiveJob(row.public_id, status=StatusTarget(message=message)))
 
     async def _follow(self, handle: JobHandle, target: StatusTarget) -> None:
         async for event in handle.events(min_interval_s=EDIT_INTERVAL_S):
@@ -113,50 +84,51 @@ class ResultPoster:
 
     async def post(self, row: JobRow, outcome: JobOutcome) -> None:
         """The service calls this once the job's final state and images are stored."""
+        live = self.live.pop(row.public_id) or LiveJob(row.public_id)
         try:
-            await self._post(row, outcome)
+            await self._post(row, outcome, live)
         except Exception:
             log.exception("posting the result of job %s failed", row.public_id)
             text = (
                 f"⚠️ `{row.public_id}` is done, but posting it failed; `/show {row.public_id}` "
                 "tries again."
             )
-            await self._send(row, None, None, self.private.pop(row.public_id, False), text=text)
+            await self._send(row, None, None, live.private, text=text)
 
-    async def _post(self, row: JobRow, outcome: JobOutcome) -> None:
+    async def _post(self, row: JobRow, outcome: JobOutcome, live: LiveJob) -> None:
         job_id = row.public_id
-        target = self.status.pop(job_id, None)
-        reply_to = self.reply_to.pop(job_id, None)
-        private = self.private.pop(job_id, False)
-        interaction = self.bot.live.interactions.pop(job_id, None)
-        limit = self.bot.live.upload_limits.pop(job_id, DEFAULT_UPLOAD_LIMIT)
-        notices = list(self.bot.live.notices.pop(job_id, ()))
+        target = live.status
         if row.status is JobStatus.CANCELLED or outcome.status is JobStatus.CANCELLED:
-            if target is not None:
-                await target.edit(presenters.cancelled_text(job_id))
+            await target.edit(presenters.cancelled_text(job_id))
             return
         if row.status is not JobStatus.DONE:
             text = presenters.failure_text(job_id, row.error or outcome.error)
-            if target is not None:
+            if target.interaction is not None or target.message is not None:
                 await target.edit(text)
             else:
-                await self._send(row, interaction, None, private, text=text)
+                await self._send(row, live.interaction, None, live.private, text=text)
             return
-        images = presenters.load_stored(row, self.bot.store.data_dir)
-        files, notes = presenters.upload_files(row, images, limit)
+        images = await self.store.read_images(row)
+        files, notes = presenters.upload_files(row, images, live.upload_limit)
         device_s = outcome.timings.denoise + outcome.timings.decode + outcome.timings.text_encode
+        notices = list(live.notices)
         if outcome.result is not None:
             notices.extend(outcome.result.notes)
         embed = presenters.result_embed(row, images, device_s, [*notices, *notes])
         message = await self._send(
-            row, interaction, reply_to, private, embed=embed, files=files, view=result_view(row)
+            row,
+            live.interaction,
+            live.reply_to,
+            live.private,
+            embed=embed,
+            files=files,
+            view=result_view(row),
         )
         if message is None:
             return
-        await self.bot.store.jobs.set_messages(row.id, result_message_id=message.id)
-        if target is not None:
-            await target.remove()
-        if not private and message.channel is not None:
+        await self.store.jobs.set_messages(row.id, result_message_id=message.id)
+        await target.remove()
+        if not live.private and message.channel is not None:
             for emoji in presenters.CONTROL_EMOJIS:
                 try:
                     await message.add_reaction(emoji)
@@ -178,7 +150,7 @@ class ResultPoster:
         elif row.kind is JobKind.VARIATION:
             mention += " 🎲 new seed"
         content = f"{mention} {text}".strip()
-        if interaction is not None and _fresh(interaction) and reply_to is None:
+        if interaction is not None and fresh(interaction) and reply_to is None:
             try:
                 return await interaction.followup.send(  # type: ignore[call-overload]
                     content=content, wait=True, ephemeral=private, **kwargs
@@ -194,9 +166,10 @@ class ResultPoster:
                     file.reset()
         try:
             if private or row.channel_id is None:
-                user = self.bot.get_user(row.user_id) or await self.bot.fetch_user(row.user_id)
+                client = self.client
+                user = client.get_user(row.user_id) or await client.fetch_user(row.user_id)
                 return await user.send(content=text or None, **kwargs)  # type: ignore[arg-type]
-            channel = self.bot.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+            channel = self.client.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
             return await channel.send(  # type: ignore[call-overload]
                 content=content, reference=reply_to, mention_author=False, **kwargs
             )
