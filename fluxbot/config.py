@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-schnell"
@@ -176,7 +177,7 @@ def _env_name(loc: tuple[Any, ...]) -> str:
     return f"FLUXBOT_{field.upper()}"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     name = _env_name(error.get("loc", ()))
     value = error.get("input")
     message = str(error.get("msg", "invalid value"))

@@ -165,7 +165,7 @@ def flux_linear_shapes(transformer: nn.Module) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def meta_transformer(config: Mapping[str, Any] | None = None) -> nn.Module:
+def meta_transformer(config: Mapping[str, Any] | None = None) -> Any:
     """A FLUX transformer on the meta device (no memory, no weights): its layer names and shapes.
     No config: FLUX.1's own dimensions (diffusers' defaults)."""
     from diffusers import FluxTransformer2DModel
@@ -326,7 +326,8 @@ class LoraAdapters:
         return "slot" if self.slot_rank else "adapters"
 
     @property
-    def _transformer(self) -> nn.Module:
+    def _transformer(self) -> Any:
+        # Any: diffusers' LoRA methods (PeftAdapterMixin) are not visible on nn.Module's type.
         return self.pipe.transformer
 
     def install_slot(self, specs: Iterable[LoraSpec]) -> None:

@@ -173,7 +173,8 @@ def build_components(
         text_encoder = CLIPTextModel(CLIPTextConfig(**clip))
         text_encoder_2 = T5EncoderModel(T5Config(**t5))
         vae = AutoencoderKL(**sizes.vae)
-    modules = (transformer, text_encoder, text_encoder_2, vae)
+    # diffusers' models are torch modules at run time, but not to the type checker.
+    modules: tuple[Any, ...] = (transformer, text_encoder, text_encoder_2, vae)
     if sizes.weight_scale != 1.0:
         with torch.no_grad():
             for module in modules:
@@ -203,7 +204,7 @@ def build_pipeline(
     """A FluxPipeline of `build_components`, its progress bar off."""
     from diffusers import FluxPipeline
 
-    pipe = FluxPipeline(**build_components(sizes, device=device, dtype=dtype, seed=seed))
+    pipe: Any = FluxPipeline(**build_components(sizes, device=device, dtype=dtype, seed=seed))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -99,9 +99,11 @@ def graph_encoder_(encoder: torch.nn.Module, name: str) -> None:
             capture.graph.replay()
             return _fresh_copy(capture.output)
 
+    # Patching the instance keeps diffusers' calls unchanged; torch types a module's attributes
+    # as Tensor | Module, hence the ignores. A capture of None means that shape failed.
     encoder.forward = forward  # type: ignore[method-assign]
-    encoder._fluxbot_graphed = True  # type: ignore[attr-defined]
-    encoder._fluxbot_captures = captures  # type: ignore[attr-defined]  # None: capture failed
+    encoder._fluxbot_graphed = True  # type: ignore[assignment]
+    encoder._fluxbot_captures = captures  # type: ignore[assignment]
 
 
 def captured_shapes(encoder: torch.nn.Module) -> list[tuple[int, ...]]:

@@ -80,7 +80,8 @@ def build_clip_tokenizer(vocab_size: int | None = None) -> Any:
 
 def build_t5_tokenizer() -> Any:
     """A unigram T5 tokenizer over single characters and a few common words."""
-    from transformers import T5TokenizerFast
+    # transformers exports it lazily, so its stubs do not list it.
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]
 
     pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     pieces.append(("▁", -2.0))

@@ -471,16 +471,18 @@ class Scheduler:
             self._requeue_or_fail(batch, exc)
             return
         for outcome in outcomes:
-            record = self._jobs.get(outcome.job_id)
-            if record is None:
+            finished = self._jobs.get(outcome.job_id)
+            if finished is None:
                 continue
             if outcome.status is JobStatus.DONE:
-                record.finishing = True
-                task = asyncio.get_running_loop().create_task(self._finish(worker, record, outcome))
+                finished.finishing = True
+                task = asyncio.get_running_loop().create_task(
+                    self._finish(worker, finished, outcome)
+                )
                 self._finishing.add(task)
                 task.add_done_callback(self._finishing.discard)
             else:
-                self._complete(record, outcome)
+                self._complete(finished, outcome)
         self._refresh_places()
 
     async def _finish(self, worker: Worker, record: DispatchRecord, outcome: JobOutcome) -> None:

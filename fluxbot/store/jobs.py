@@ -6,8 +6,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
@@ -224,7 +225,7 @@ class JobRepo:
             )
         )
         async with self._db.write() as session:
-            result = await session.execute(claimed)
+            result = cast(CursorResult[Any], await session.execute(claimed))
             if result.rowcount == 0:
                 return None
             return await session.get(JobRow, job_id, populate_existing=True)
@@ -266,7 +267,7 @@ class JobRepo:
             .values(status=JobStatus.QUEUED, device=None, started_at=None)
         )
         async with self._db.write() as session:
-            result = await session.execute(back)
+            result = cast(CursorResult[Any], await session.execute(back))
             if result.rowcount == 0:
                 return None
             return await session.get(JobRow, job_id, populate_existing=True)

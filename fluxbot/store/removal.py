@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
@@ -75,7 +76,9 @@ async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Rem
         active_ids = tuple(job_id for job_id, status in jobs if status in ACTIVE_STATUSES)
         paths, size = await delete_job_rows(session, job_ids)
         await session.execute(delete(SeedUse).where(SeedUse.user_id == user_id))
-        deleted = await session.execute(delete(User).where(User.id == user_id))
+        deleted = cast(
+            CursorResult[Any], await session.execute(delete(User).where(User.id == user_id))
+        )
     await asyncio.to_thread(files.remove, paths)
     return Removal(
         jobs=len(job_ids),

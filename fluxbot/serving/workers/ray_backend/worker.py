@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fluxbot.core.requests import GenerationRequest, JobStatus
@@ -179,7 +180,7 @@ class RayWorker(Worker):
             # interrupt the pipeline explicitly too, as a cancelled stream may leave the actor's
             # generator suspended rather than closed.
             for job in batch:
-                self._call(lambda actor, job_id=job.job_id: actor.cancel.remote(job_id))
+                self._call(partial(_cancel_remote, job_id=job.job_id))
             ray.cancel(stream)
             raise
         except WorkerUnavailable as exc:  # the actor's pipeline is out of service
@@ -268,3 +269,7 @@ class RayWorker(Worker):
             cleanups=remote.cleanups if remote else 0,
             busy_remaining_s=remaining,
         )
+
+
+def _cancel_remote(actor: Any, job_id: str) -> Any:
+    return actor.cancel.remote(job_id)
