@@ -15,6 +15,7 @@ from fluxbot.bot.cogs.checks import is_admin_id
 from fluxbot.bot.cogs.controls import EMOJI_ACTIONS, JobButton
 from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
 from fluxbot.bot.cogs.results import ResultPoster, StatusTarget
+from fluxbot.bot.cogs.styles import style_choices
 from fluxbot.core.requests import (
     ASPECT_PRESETS,
     MAX_COUNT,
@@ -57,8 +58,10 @@ class Imagine(commands.Cog):
         steps="Denoising steps (schnell is made for 4)",
         count=f"How many images, 1 to {MAX_COUNT}",
         private="Only you see the result",
+        style="A style of this bot (see /styles): a LoRA and/or prompt preset",
     )
     @app_commands.choices(aspect=ASPECT_CHOICES)
+    @app_commands.autocomplete(style=style_choices)
     async def imagine(
         self,
         interaction: discord.Interaction,
@@ -69,9 +72,11 @@ class Imagine(commands.Cog):
         steps: app_commands.Range[int, 1, 8] | None = None,
         count: app_commands.Range[int, 1, MAX_COUNT] | None = None,
         private: bool | None = None,
+        style: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         user = await self._user(interaction)
         ephemeral = user.private_results if private is None else private
+        chosen = self.bot.engine.styles.require(style) if style else None
         draft = self.bot.engine.composer.draft(
             prompt,
             negative=negative,
@@ -82,6 +87,7 @@ class Imagine(commands.Cog):
             default_aspect=user.default_aspect,
             default_steps=user.default_steps,
             strict=not _nsfw(interaction.channel),
+            style=chosen,
         )
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         await self._start(interaction, draft, JobKind.IMAGINE, private=ephemeral)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from fluxbot.app.style_samples import StyleSamples
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.controls import result_view
 from fluxbot.core.requests import JobKind, JobStatus
@@ -78,6 +79,7 @@ class ResultPoster:
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
+        self.samples = StyleSamples(bot.settings.data_dir)
         self.status: dict[str, StatusTarget] = {}
         self.reply_to: dict[str, discord.PartialMessage] = {}
         self.private: dict[str, bool] = {}
@@ -156,6 +158,10 @@ class ResultPoster:
         await self.bot.store.jobs.set_messages(row.id, result_message_id=message.id)
         if target is not None:
             await target.remove()
+        style = row.params.get("style")
+        if style and not private and images and images[0].format == "png":
+            # A public result becomes its style's sample for /styles (private ones never do).
+            await asyncio.to_thread(self.samples.offer, style, images[0].data)
         if not private and message.channel is not None:
             for emoji in presenters.CONTROL_EMOJIS:
                 try:
