@@ -24,6 +24,7 @@ from discord.ext import commands
 from fluxbot.app.health import HEARTBEAT_INTERVAL_S, Heartbeat, write_heartbeat
 from fluxbot.app.root import Engine, build_engine
 from fluxbot.app.service import JobService
+from fluxbot.app.style_samples import StyleSamples
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.results import ResultPoster
 from fluxbot.bot.live import LiveJobs
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (
     "fluxbot.bot.cogs.errors",
     "fluxbot.bot.cogs.imagine",
+    "fluxbot.bot.cogs.styles",
     "fluxbot.bot.cogs.history",
     "fluxbot.bot.cogs.admin",
 )
@@ -93,7 +95,9 @@ class FluxBot(commands.Bot):
         self.store = store
         self.engine = engine
         self.live = LiveJobs()
-        self.poster = ResultPoster(self, store, engine.service, self.live)
+        self.poster = ResultPoster(
+            self, store, engine.service, self.live, StyleSamples(settings.data_dir)
+        )
         engine.service.on_finished(self.poster.post)
         self.nvml = NvmlMonitor()
         self.recovered_failures: list[JobRow] = []

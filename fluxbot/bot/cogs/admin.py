@@ -47,6 +47,7 @@ def gpu_embed(status: GpuStatus | None, worker: WorkerStatus) -> discord.Embed:
             power += f" / {status.power_limit_w:.0f} W"
         embed.add_field(name="Power", value=power)
     embed.add_field(name="Profile (memory/speed)", value=worker.profile or "loading")
+    embed.add_field(name="LoRAs", value=worker.loras or "none")
     embed.add_field(name="State", value=str(worker.state))
     embed.add_field(
         name="Current job", value=f"`{worker.current_job_id}`" if worker.current_job_id else "none"

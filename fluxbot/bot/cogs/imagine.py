@@ -14,6 +14,7 @@ from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin_id
 from fluxbot.bot.cogs.controls import EMOJI_ACTIONS, JobButton
 from fluxbot.bot.cogs.errors import send_error
+from fluxbot.bot.cogs.styles import style_choices
 from fluxbot.bot.live import LiveJob, StatusTarget
 from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import (
@@ -56,8 +57,10 @@ class Imagine(commands.Cog):
         steps="Denoising steps (schnell is made for 4)",
         count=f"How many images, 1 to {MAX_COUNT}",
         private="Only you see the result",
+        style="A style of this bot (see /styles): a LoRA and/or prompt preset",
     )
     @app_commands.choices(aspect=ASPECT_CHOICES)
+    @app_commands.autocomplete(style=style_choices)
     async def imagine(
         self,
         interaction: discord.Interaction,
@@ -68,9 +71,11 @@ class Imagine(commands.Cog):
         steps: app_commands.Range[int, 1, 8] | None = None,
         count: app_commands.Range[int, 1, MAX_COUNT] | None = None,
         private: bool | None = None,
+        style: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         user = await self._user(interaction)
         ephemeral = user.private_results if private is None else private
+        chosen = self.bot.engine.styles.require(style) if style else None
         draft = self.bot.engine.composer.draft(
             prompt,
             negative=negative,
@@ -81,6 +86,7 @@ class Imagine(commands.Cog):
             default_aspect=user.default_aspect,
             default_steps=user.default_steps,
             strict=not _nsfw(interaction.channel),
+            style=chosen,
         )
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         await self._start(interaction, draft, JobKind.IMAGINE, private=ephemeral)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from fluxbot.app.style_samples import StyleSamples
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.controls import result_view
 from fluxbot.bot.live import LiveJob, StatusTarget, fresh
@@ -41,12 +42,18 @@ class ResultPoster:
     recovered after a restart; what it knows of each job is one `LiveJob` in `bot.live`."""
 
     def __init__(
-        self, client: discord.Client, store: Store, service: JobService, live: LiveJobs
+        self,
+        client: discord.Client,
+        store: Store,
+        service: JobService,
+        live: LiveJobs,
+        samples: StyleSamples,
     ) -> None:
         self.client = client
         self.store = store
         self.service = service
         self.live = live
+        self.samples = samples
 
     def follow(self, handle: JobHandle, live: LiveJob) -> None:
         """Register the job and edit its status line as it moves; the result comes via `post`.
@@ -128,6 +135,10 @@ class ResultPoster:
             return
         await self.store.jobs.set_messages(row.id, result_message_id=message.id)
         await target.remove()
+        style = row.params.get("style")
+        if style and not live.private and images and images[0].format == "png":
+            # A public result becomes its style's sample for /styles (private ones never do).
+            await asyncio.to_thread(self.samples.offer, style, images[0].data)
         if not live.private and message.channel is not None:
             for emoji in presenters.CONTROL_EMOJIS:
                 try:
