@@ -41,21 +41,25 @@ def _ms(fn: Callable[[], Any], iters: int = 5, warm: int = 1) -> float:
 
 def _group(name: str) -> str:
     n = name.lower()
+    if n.startswith("triton"):  # Inductor names kernels after every op fused in, attention too
+        return _triton_group(n)
     if "nvjet" in n or "gemm" in n or "cutlass" in n or "xmma" in n or "matmul" in n:
         return "fp8 gemm" if ("qq" in n or "e4m3" in n or "f8" in n) else "bf16 gemm"
     if any(s in n for s in ("attention", "fmha", "flash", "cudnn", "sdpa")):
         return "attention"
+    if "memcpy" in n or "copy" in n or "cat" in n:
+        return "copies"
+    return "other aten"
+
+
+def _triton_group(n: str) -> str:
     if n.startswith("triton_red"):
         return "triton reduction (looped)"
     if n.startswith("triton_per"):
         return "triton persistent reduction"
     if n.startswith("triton_poi"):
         return "triton pointwise"
-    if n.startswith("triton"):
-        return "triton other"
-    if "memcpy" in n or "copy" in n or "cat" in n:
-        return "copies"
-    return "other aten"
+    return "triton other"
 
 
 def kernel_breakdown(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -186,6 +190,7 @@ def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tupl
     from fluxbot.engine.pipeline import FluxRunner
     from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_shapes
 
+    plan_changes.setdefault("step_graphs", True)  # measured here with and without
     plan = replace(plan_speed(profile, DeviceFeatures.probe("cuda")), **plan_changes)
     report = apply_speed_profile(pipe, plan)
     runner = FluxRunner(pipe, "cuda", model_name="random", dtype=torch.bfloat16, placed=True)

@@ -123,7 +123,9 @@ class SpeedPlan:
     dynamic: bool = True
     reasons: tuple[str, ...] = ()
     backend: str = PRODUCTION_BACKEND  # torch.compile backend; tests on the CPU use "eager"
-    step_graphs: bool = True  # CUDA graphs of whole denoising steps (fluxbot.engine.step_graphs)
+    # CUDA graphs of whole denoising steps (fluxbot.engine.step_graphs): off until measured on a
+    # card (the one H200 run found no capture: a key bug since fixed, not yet re-run).
+    step_graphs: bool = False
 
 
 def plan_speed(

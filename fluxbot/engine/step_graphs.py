@@ -47,6 +47,8 @@ def call_key(kwargs: dict[str, Any]) -> Key | None:
             key.append((name, tuple(value.shape), value.dtype, value.device))
         elif value is None or isinstance(value, bool | int | float | str):
             key.append((name, value))
+        elif isinstance(value, dict) and not value:
+            key.append((name, "{}"))  # FluxPipeline's default joint_attention_kwargs
         else:
             return None
     return tuple(key)
