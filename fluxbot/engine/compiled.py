@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.fx.experimental._config as fx_config
 
 from fluxbot.engine.step_graphs import StepGraphs
 
@@ -229,6 +230,14 @@ class CompiledPaths:
         log.error("speed: %s: the compiled path is off (%s); serving eagerly", self.name, reason)
 
     def _build(self, key: ShapeKey) -> None:
+        # Without duck sizing a square first shape (1024x1024) does not tie width to height in
+        # the VAE decoder's guards; with it, the first other aspect recompiled the decoder (seen
+        # with the tiny model; on the H200 the fast bot took ~150 s for its 31 later shapes).
+        # Only the compiling thread traces, so the process-wide switch affects nothing else.
+        with fx_config.patch(use_duck_shape=False):
+            self._build_shape(key)
+
+    def _build_shape(self, key: ShapeKey) -> None:
         assert self._warm is not None
         started = time.perf_counter()
         if not self._checked:
