@@ -83,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--out", type=Path, default=DEFAULT_OUT)
     probe.add_argument("--budget-s", type=float, default=300.0, help="for transformer variants")
     probe.add_argument("--only", type=_csv, default=[], help="fp8_matmuls,text,vae,...")
+    kernels = sub.add_parser("kernels", help="kernel-time breakdown of compile/fast, levers")
+    kernels.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    kernels.add_argument("--only", type=_csv, default=[], help="stock,compile,fast,...")
+    kernels.add_argument("--budget-s", type=float, default=1e9, help="no new phase after this")
+    png = sub.add_parser("png", help="PNG/WebP encoders on this CPU, 1024x1024")
+    png.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    e2e = sub.add_parser("e2e", help="time to image in Discord: fluxbot run vs the fake Discord")
+    e2e.add_argument("--arch", choices=("full", "tiny"), default="full")
+    e2e.add_argument("--device", default="cuda")
+    e2e.add_argument("--gpus", default="0", help="FLUXBOT_GPUS for the bot")
+    e2e.add_argument("--profiles", type=_csv, default=["fast", "compile", "eager"])
+    e2e.add_argument("--work-dir", type=Path, default=Path("/tmp/fluxbench"))
+    e2e.add_argument("--model-dir", type=Path, default=None, help="default: WORK/model-ARCH")
+    e2e.add_argument("--steps", type=int, default=None, help="default: the bot's (4)")
+    e2e.add_argument("--single", type=int, default=5)
+    e2e.add_argument("--count4", type=int, default=3)
+    e2e.add_argument("--burst", type=int, default=20)
+    e2e.add_argument("--burst-users", type=int, default=5)
+    e2e.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    e2e.add_argument("--budget-s", type=float, default=1e9, help="no new profile after this")
     gaps = sub.add_parser("gaps", help="where the idle time between two jobs goes")
     gaps.add_argument("--arch", choices=("full", "tiny"), default="full")
     gaps.add_argument("--device", default="cuda")
@@ -248,12 +268,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "gaps.json").write_text(json.dumps(result, indent=1))
         return 0
+    if args.command == "e2e":
+        return command_e2e(args)
+    if args.command == "kernels":
+        from bench.kernels import run_kernels
+
+        run_kernels(args.out, _log, args.only, args.budget_s)
+        return 0
+    if args.command == "png":
+        from bench.png import run_png
+
+        result = run_png()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "png.json").write_text(json.dumps(result, indent=1))
+        for name, entry in result.items():
+            _log(f"{name}: {entry}")
+        return 0
     if args.command == "probe":
         from bench.probe import run_probe
 
         run_probe(args.out, args.device, args.budget_s, _log, args.only)
         return 0
     return command_child(args)
+
+
+def command_e2e(args: argparse.Namespace) -> int:
+    """Issue #17's time to image: the real bot, each speed profile, three scenarios."""
+    from bench.e2e import render, run_e2e, scenarios
+
+    if args.arch == "tiny":
+        model = "tiny-random"
+    else:
+        from bench.model import ensure_saved
+
+        model_dir = args.model_dir or args.work_dir / f"model-{args.arch}"
+        ensure_saved(args.arch, model_dir, args.device, log=_log)
+        model = str(model_dir)
+    results = run_e2e(
+        model=model,
+        profiles=args.profiles,
+        gpus=args.gpus,
+        work_dir=args.work_dir,
+        out=args.out,
+        log=_log,
+        plan=scenarios(args.single, args.count4, args.burst, args.burst_users),
+        steps=args.steps,
+        device=args.device,
+        budget_s=args.budget_s,
+    )
+    print(render(results))
+    failed = [p for p, entry in results["profiles"].items() if "error" in entry]
+    return 1 if failed else 0
 
 
 def command_scale(args: argparse.Namespace) -> int:

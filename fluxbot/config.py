@@ -36,8 +36,10 @@ class MemoryProfile(StrEnum):
 
 
 class SpeedProfile(StrEnum):
-    """How the transformer is run: plain eager, compiled bf16, or compiled fp8 (`fast`)."""
+    """How the transformer is run: plain eager, compiled bf16, or compiled fp8 (`fast`); `auto`
+    picks the fastest the device supports (fluxbot.engine.speed.plan_speed)."""
 
+    AUTO = "auto"
     EAGER = "eager"
     COMPILE = "compile"
     FAST = "fast"
@@ -85,7 +87,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     memory_profile: MemoryProfile = MemoryProfile.AUTO
-    speed_profile: SpeedProfile = SpeedProfile.EAGER
+    speed_profile: SpeedProfile = SpeedProfile.AUTO
     backend: Backend = Backend.LOCAL
     ray_address: str = "auto"
 

@@ -118,5 +118,6 @@ def job_line(job_id: str, result: GenerationResult) -> str:
         f"job {job_id} done on {result.device}: {len(result.images) or len(result.seeds)} image(s) "
         f"{result.request.width}x{result.request.height} steps={result.request.steps} | "
         f"queued {t.queued:.2f}s text {t.text_encode:.3f}s denoise {t.denoise:.3f}s "
-        f"decode {t.decode:.3f}s encode {t.image_encode:.3f}s total {t.total:.2f}s"
+        f"decode {t.decode:.3f}s encode {t.image_encode:.3f}s total {t.total:.2f}s "
+        f"path {result.path}"
     )

@@ -330,3 +330,4 @@ class GenerationResult:
     device: str
     timings: StageTimings = field(default_factory=StageTimings)
     notes: list[str] = field(default_factory=list)
+    path: str = "eager"  # which forms of the models made it: "eager" or "compiled"

@@ -1,6 +1,8 @@
 """Image encoding: PNGs that carry their parameters, and re-encoding to fit an upload limit.
 
-Runs off the GPU thread (PNG encoding of a 1024x1024 image costs ~0.2 s of CPU).
+Runs off the GPU thread. PNGs are written by `fpng` (a fast PNG writer, ~4-12 ms for 1024x1024
+against Pillow's 90-230 ms at any compression level), with the parameters added as
+tEXt/iTXt chunks after the header, since fpng writes none; Pillow is the fallback.
 """
 
 from __future__ import annotations
@@ -8,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from PIL import ExifTags, Image, PngImagePlugin
 
 from fluxbot import __version__
@@ -76,12 +81,55 @@ def describe_parameters(params: dict[str, Any]) -> str:
 def encode_png(image: Image.Image, params: dict[str, Any], seed: int) -> EncodedImage:
     """PNG with the image's own generation parameters in text chunks."""
     own = dict(params, seed=seed, count=1, fluxbot_version=__version__)
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, describe_parameters(own))
-    info.add_text(FLUXBOT_KEY, json.dumps(own, sort_keys=True))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
-    return EncodedImage(buffer.getvalue(), seed, image.width, image.height, "png")
+    texts = {PARAMETERS_KEY: describe_parameters(own), FLUXBOT_KEY: json.dumps(own, sort_keys=True)}
+    data = fast_png(image)
+    if data is None:
+        info = PngImagePlugin.PngInfo()
+        for key, text in texts.items():
+            info.add_text(key, text)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", pnginfo=info, compress_level=1)
+        data = buffer.getvalue()
+    else:
+        data = with_text_chunks(data, texts)
+    return EncodedImage(data, seed, image.width, image.height, "png")
+
+
+def fast_png(image: Image.Image) -> bytes | None:
+    """The image as a PNG by fpng (no text chunks), or None when fpng cannot write it here."""
+    if image.mode not in ("RGB", "RGBA"):
+        return None
+    try:
+        from fpng import fpng_ext
+    except ImportError:
+        return None
+    return fpng_ext.encode_ndarray(np.ascontiguousarray(np.asarray(image)))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IHDR_END = len(_PNG_SIGNATURE) + 8 + 13 + 4  # signature, IHDR length+type, data, CRC
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def text_chunk(key: str, text: str) -> bytes:
+    """A tEXt chunk when the text is Latin-1 (as PNG defines it), else an uncompressed iTXt."""
+    try:
+        return _chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1"))
+    except UnicodeEncodeError:
+        body = key.encode("latin-1") + b"\0\0\0" + b"\0" + b"\0" + text.encode("utf-8")
+        return _chunk(b"iTXt", body)
+
+
+def with_text_chunks(png: bytes, texts: dict[str, str]) -> bytes:
+    """`png` with text chunks right after its header (before the image data, where every
+    reader looks for them)."""
+    if not png.startswith(_PNG_SIGNATURE) or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG that starts with its IHDR chunk")
+    chunks = b"".join(text_chunk(key, text) for key, text in texts.items())
+    return png[:_IHDR_END] + chunks + png[_IHDR_END:]
 
 
 def encode_image(

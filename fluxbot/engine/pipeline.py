@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimi
 from fluxbot.core.seeds import make_generators
 from fluxbot.core.styles import LoraSpec
 from fluxbot.devices.memory import LighterSettings
+from fluxbot.engine.compiled import CompiledPaths, ShapeKey, private_pipeline
 from fluxbot.engine.lora import DEFAULT_CAPACITY, LoraAdapters
 from fluxbot.engine.memory_profiles import pin_execution_device
 
@@ -153,6 +155,8 @@ class FluxRunner:
             SpeedProfile.EAGER,
         )
         self.loras = LoraAdapters(pipe, capacity=lora_capacity)
+        self.compiled: CompiledPaths | None = None
+        self._warm_pipe: Any = None
         if not placed:
             pipe.to(device)
         # diffusers' `_execution_device` walks every module of every component for offload
@@ -175,8 +179,10 @@ class FluxRunner:
         loras: Sequence[LoraSpec] = (),
         lora_capacity: int = DEFAULT_CAPACITY,
         lora_slot: bool | None = None,
+        background_compile: bool = True,
+        compile_backend: str | None = None,
     ) -> FluxRunner:
-        """Load, place by memory profile, apply the speed profile, warm compiled shapes.
+        """Load, place by memory profile, apply the speed profile, compile the warm shapes.
 
         A profile the device cannot run falls back with a logged reason (see
         fluxbot.engine.memory_profiles and fluxbot.engine.speed); `profiles` says what runs.
@@ -185,14 +191,18 @@ class FluxRunner:
         (`lora_slot` None), or `lora_slot` is True, one adapter slot sized for all of them is
         built before those steps (fluxbot.engine.lora); otherwise each loads as a named
         adapter when a job first needs it.
+        With `background_compile` the runner is returned at once and serves eagerly while the
+        `warm_sizes` (each with 1-4 images) compile on a background thread; otherwise they are
+        compiled before it returns.
         """
         from fluxbot.engine.memory_profiles import apply_memory_profile, plan_memory
         from fluxbot.engine.speed import (
+            PRODUCTION_BACKEND,
             DeviceFeatures,
             apply_speed_profile,
             fuse_qkv_,
             plan_speed,
-            warm_up,
+            warm_shapes,
         )
 
         if component_devices and component_devices.get("vae", device) != device:
@@ -206,7 +216,12 @@ class FluxRunner:
             pipe = load_flux_pipeline(model, dtype)
             features = DeviceFeatures.probe(device)
             memory_plan = plan_memory(memory, device, fp8_matmul=features.fp8_matmul)
-            speed_plan = plan_speed(speed, features, memory=memory_plan.profile)
+            speed_plan = plan_speed(
+                speed,
+                features,
+                memory=memory_plan.profile,
+                backend=compile_backend or PRODUCTION_BACKEND,
+            )
             adapters = LoraAdapters(pipe, capacity=lora_capacity)
             if lora_slot is None:
                 lora_slot = speed_plan.compile or memory_plan.profile is not MemoryProfile.FULL
@@ -220,8 +235,8 @@ class FluxRunner:
             runner.loras = adapters
             if component_devices and "text_encoder_2" in component_devices:
                 runner.text_device = torch.device(component_devices["text_encoder_2"])
-            apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
-        runner.profiles = (memory_plan.profile, speed_plan.profile)
+            report = apply_speed_profile(pipe, speed_plan, cache_dir=cache_dir)
+        runner.profiles = (memory_plan.profile, report.plan.profile)
         loaded = time.perf_counter()
         log.info(
             "loaded %s on %s in %.1f s (memory %s, speed %s)",
@@ -229,11 +244,60 @@ class FluxRunner:
             device,
             loaded - started,
             memory_plan.profile,
-            speed_plan.profile,
+            report.plan.profile,
         )
-        if speed_plan.compile and warm_sizes:
-            log.info("warmed %d shape(s) in %.1f s", len(warm_sizes), warm_up(runner, warm_sizes))
+        if report.paths is not None:
+            runner.attach_compiled(report.paths)
+            shapes = warm_shapes(warm_sizes)
+            if background_compile:
+                log.info("compiling %d shape(s) in the background; serving eagerly", len(shapes))
+                report.paths.request(shapes)
+            else:
+                log.info(
+                    "compiled %d shape(s) in %.1f s", len(shapes), report.paths.build_now(shapes)
+                )
         return runner
+
+    def attach_compiled(self, paths: CompiledPaths) -> None:
+        """Serve ready shapes through `paths`; shapes not ready are queued there as they come."""
+        self.compiled = paths
+        paths.bind(self._warm_shape)
+
+    def close(self) -> None:
+        """Stop compiling in the background (the runner itself stays usable, eagerly)."""
+        if self.compiled is not None:
+            self.compiled.close()
+
+    def _warm_shape(self, key: ShapeKey) -> torch.Tensor:
+        """One step and a decode at `key`'s shape, through a private copy of the pipeline (the
+        compile thread never touches the pipeline or scheduler the jobs use); its latents."""
+        if self._warm_pipe is None:
+            self._warm_pipe = private_pipeline(self.pipe)
+        pipe = self._warm_pipe
+        config = pipe.transformer.config
+        main = self._execution_device
+        embeds = torch.zeros(
+            key.images, key.tokens, config.joint_attention_dim, device=main, dtype=self.dtype
+        )
+        pooled = torch.zeros(
+            key.images, config.pooled_projection_dim, device=main, dtype=self.dtype
+        )
+        latents = self.initial_noise(list(range(key.images)), key.width, key.height)
+        with torch.inference_mode():
+            packed = pipe(
+                prompt_embeds=embeds,
+                pooled_prompt_embeds=pooled,
+                latents=latents,
+                width=key.width,
+                height=key.height,
+                num_inference_steps=1,
+                guidance_scale=0.0,
+                max_sequence_length=key.tokens,
+                output_type="latent",
+            ).images
+        self._decode(packed, key.width, key.height, None)
+        self._sync()
+        return packed
 
     @classmethod
     def tiny(cls, device: str = "cpu") -> FluxRunner:
@@ -407,7 +471,14 @@ class FluxRunner:
                 "negative_pooled_prompt_embeds": torch.cat(neg_pooled),
                 "true_cfg_scale": first.true_cfg_scale,
             }
-        with torch.inference_mode():
+        key = ShapeKey(len(latents), first.width, first.height, first.max_sequence_length)
+        compiled = self.compiled is not None and self.compiled.is_ready(key)
+        if self.compiled is not None and not compiled:
+            self.compiled.request(
+                [key], first=True
+            )  # this job runs eagerly; later ones of its shape not
+        path = self.compiled.active(compiled) if self.compiled is not None else nullcontext()
+        with path, torch.inference_mode():
             packed = self.pipe(
                 prompt_embeds=torch.cat(embeds),
                 pooled_prompt_embeds=torch.cat(pooled),
@@ -425,7 +496,8 @@ class FluxRunner:
         self._sync()
         denoise_done = time.perf_counter()
 
-        images = self._decode(packed, first.width, first.height, lighter)
+        with self.compiled.active(compiled) if self.compiled is not None else nullcontext():
+            images = self._decode(packed, first.width, first.height, lighter)
         self._sync()
         decode_done = time.perf_counter()
 
@@ -443,7 +515,14 @@ class FluxRunner:
             offset += request.image_count
             seeds = request.seeds if request.animation is None else [request.seed]
             results.append(
-                GenerationResult(request, own, list(seeds), self.device, timings=timings)
+                GenerationResult(
+                    request,
+                    own,
+                    list(seeds),
+                    self.device,
+                    timings=timings,
+                    path="compiled" if compiled else "eager",
+                )
             )
         return results
 

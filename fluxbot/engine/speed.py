@@ -5,8 +5,13 @@
 - compile: eager, plus `torch.compile(fullgraph=True)` of each transformer block (regional
   compilation: 2 block types compile once and serve all 57 blocks) and of the VAE decoder, with
   dynamic shapes so every aspect preset and batch size reuses the same graphs, and CUDA graphs
-  of the text encoders (fluxbot.engine.text_graphs). Inductor's caches live under
+  of the text encoders (fluxbot.engine.text_graphs). Graphs build in the background while jobs
+  run eagerly (fluxbot.engine.compiled), so no job waits on a compile. Inductor's caches live under
   `settings.cache_dir`, so a restart reloads compiled kernels instead of rebuilding.
+- auto (the default): the fastest of these the device supports whose quality check passes: fast
+  on cards with fp8 tensor cores (if the fp8 linears of the loaded model match bf16 closely
+  enough), compile on other CUDA cards with Triton, eager elsewhere; the choice is logged with
+  its reason.
 - fast: compile, plus fp8 (e4m3) linears with row-wise dynamic activation scales and fast
   accumulation in the transformer blocks (fluxbot.engine.fp8): q/k/v, attention outputs and both MLP
   projections; on an H200 these matmuls run at 1200-1400 TFLOP/s against bf16's ~720. Needs
@@ -23,16 +28,20 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fluxbot.config import MemoryProfile, SpeedProfile
+from fluxbot.core.requests import SCHNELL_SEQUENCE_LENGTH
+from fluxbot.engine.compiled import CompiledPaths, ShapeKey, compile_targets
 from fluxbot.engine.fp8 import (
     FP8_MIN_CAPABILITY,
+    Fp8Check,
     QuantizeReport,
+    check_fp8_linears,
     flux_transformer_chooser,
     quantize_linears_,
     scaled_mm_supported,
@@ -48,6 +57,11 @@ ATTENTION_BACKENDS = {
     "default": None,
 }
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead")
+PRODUCTION_BACKEND = "inductor"
+RECOMPILE_LIMIT = 32
+"""Every compiled module shares `Module._call_impl`'s code object, so its cache holds the graphs
+of both block types and the VAE decoder, for one image and for several; torch's default of 8 is
+close to that."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,10 @@ class SpeedPlan:
     compile_mode: str = "default"
     dynamic: bool = True
     reasons: tuple[str, ...] = ()
+    backend: str = PRODUCTION_BACKEND  # torch.compile backend; tests on the CPU use "eager"
+    # CUDA graphs of whole denoising steps (fluxbot.engine.step_graphs): off until measured on a
+    # card (the one H200 run found no capture: a key bug since fixed, not yet re-run).
+    step_graphs: bool = False
 
 
 def plan_speed(
@@ -118,12 +136,16 @@ def plan_speed(
     attention: str = "auto",
     compile_mode: str = "default",
     dynamic: bool = True,
+    backend: str = PRODUCTION_BACKEND,
 ) -> SpeedPlan:
     """The speed plan for a device; a profile it cannot run falls back with a logged reason."""
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}")
     reasons: list[str] = []
     profile = requested
+    if profile is SpeedProfile.AUTO:
+        profile, why = _choose_auto(features, memory, backend)
+        log.info("speed: auto chose '%s': %s", profile, why)
     if profile is SpeedProfile.FAST and not features.fp8_matmul:
         reasons.append(
             "speed profile 'fast' needs fp8 matmuls (NVIDIA compute capability 8.9+ with "
@@ -140,8 +162,10 @@ def plan_speed(
             "torch.compile cannot trace; running eager"
         )
         profile = SpeedProfile.EAGER
-    if profile is not SpeedProfile.EAGER and (
-        features.device_type != "cuda" or not features.triton
+    if (
+        profile is not SpeedProfile.EAGER
+        and backend == PRODUCTION_BACKEND
+        and (features.device_type != "cuda" or not features.triton)
     ):
         reasons.append(
             f"torch.compile here needs Triton on a CUDA device ({features.device_type}, "
@@ -171,7 +195,25 @@ def plan_speed(
         compile_mode=compile_mode,
         dynamic=dynamic,
         reasons=tuple(reasons),
+        backend=backend,
     )
+
+
+def _choose_auto(
+    features: DeviceFeatures, memory: MemoryProfile, backend: str
+) -> tuple[SpeedProfile, str]:
+    """`auto`: the fastest profile this device runs (fp8 quality is checked once loaded)."""
+    where = _describe(features)
+    if memory in (MemoryProfile.OFFLOAD, MemoryProfile.LOWVRAM):
+        return SpeedProfile.EAGER, f"memory profile '{memory}' moves weights during the forward"
+    compilable = backend != PRODUCTION_BACKEND or (
+        features.device_type == "cuda" and features.triton
+    )
+    if not compilable:
+        return SpeedProfile.EAGER, f"{where} cannot run torch.compile's Triton kernels"
+    if features.fp8_matmul:
+        return SpeedProfile.FAST, f"{where} has fp8 tensor cores (checked against bf16 at load)"
+    return SpeedProfile.COMPILE, f"{where} compiles (Triton) but has no fp8 tensor cores"
 
 
 @dataclass(slots=True)
@@ -184,7 +226,9 @@ class SpeedReport:
     channels_last: bool = False
     attention: str = "default"
     fp8: QuantizeReport | None = None
+    fp8_check: Fp8Check | None = None
     compiled: list[str] = field(default_factory=list)
+    paths: CompiledPaths | None = None  # the switchable compiled forms, when compiling
     graphed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -272,31 +316,57 @@ def apply_speed_profile(
         report.channels_last = True
     if plan.fp8:
         device = next(transformer.parameters()).device
-        report.fp8 = quantize_linears_(
-            transformer,
-            flux_transformer_chooser(dynamic=True, modulation=False),
-            device,
-        )
-        log.info(
-            "speed: %d transformer linears now fp8 (%.1f GiB saved)",
-            report.fp8.converted,
-            report.fp8.saved_gib,
-        )
+        chooser = flux_transformer_chooser(dynamic=True, modulation=False)
+        report.fp8_check = check_fp8_linears(transformer, chooser, device)
+        log.info("speed: fp8 check: %s", report.fp8_check.describe())
+        if report.fp8_check.passed or plan.requested is SpeedProfile.FAST:
+            if not report.fp8_check.passed:
+                log.warning("speed: fp8 check failed, but 'fast' was asked for explicitly")
+            report.fp8 = quantize_linears_(transformer, chooser, device)
+            log.info(
+                "speed: %d transformer linears now fp8 (%.1f GiB saved)",
+                report.fp8.converted,
+                report.fp8.saved_gib,
+            )
+        else:
+            log.warning("speed: auto falls back to 'compile': the fp8 check failed")
+            report.plan = replace(plan, profile=SpeedProfile.COMPILE, fp8=False)
     if plan.compile:
         if cache_dir is not None:
             configure_compile_caches(cache_dir)
-        options: dict[str, Any] = {"fullgraph": True, "dynamic": plan.dynamic}
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, RECOMPILE_LIMIT)
+        options: dict[str, Any] = {
+            "fullgraph": True,
+            "dynamic": plan.dynamic,
+            "backend": plan.backend,
+        }
         if plan.compile_mode != "default":
             options["mode"] = plan.compile_mode
-        transformer.compile_repeated_blocks(**options)
-        report.compiled.append("transformer blocks")
-        vae.decoder.compile(**options)
-        report.compiled.append("vae decoder")
-        # The text encoders always see one prompt of a fixed length: CUDA graphs, captured
-        # at the first prompt (fluxbot.engine.text_graphs).
-        report.graphed = graph_text_encoders_(pipe)
+        # Built lazily, shape by shape, on the thread that asks (FluxRunner's background
+        # compile); every other thread keeps the eager forms meanwhile.
+        graphs = plan.step_graphs and _device_of(transformer).type == "cuda"
+        report.paths = CompiledPaths(
+            compile_targets(pipe),
+            options,
+            name=str(_device_of(vae)),
+            graph_model=transformer if graphs else None,
+        )
+        report.compiled += ["transformer blocks", "vae decoder"]
+        if _on_accelerator(transformer):
+            # The text encoders always see one prompt of a fixed length: CUDA graphs, captured
+            # at the first prompt (fluxbot.engine.text_graphs).
+            report.graphed = graph_text_encoders_(pipe)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    try:
+        return next(module.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
 
 
 def _on_accelerator(module: torch.nn.Module) -> bool:
@@ -306,18 +376,24 @@ def _on_accelerator(module: torch.nn.Module) -> bool:
         return False
 
 
-def warm_up(runner: Any, sizes: Sequence[tuple[int, int]], *, batch: bool = True) -> float:
-    """Generate once per size (and once with two images) so every graph is compiled before the
-    first user's job; with dynamic shapes the first size compiles and the rest reuse it."""
-    from fluxbot.core.requests import GenerationRequest
-
+def warm_up(
+    runner: Any, sizes: Sequence[tuple[int, int]], *, counts: Sequence[int] = (1, 2)
+) -> float:
+    """Compile every size with each image count now, on the calling thread, before the first
+    job (benchmarks; the bot compiles in the background instead: FluxRunner.load)."""
     started = time.perf_counter()
-    for width, height in sizes:
-        size_started = time.perf_counter()
-        runner.generate([GenerationRequest(prompt="warm-up", seed=0, width=width, height=height)])
-        log.info("warm-up %dx%d: %.1f s", width, height, time.perf_counter() - size_started)
-    if batch and sizes:
-        width, height = sizes[0]
-        request = GenerationRequest(prompt="warm-up", seed=0, width=width, height=height, count=2)
-        runner.generate([request])
+    shapes = warm_shapes(sizes, counts=counts)
+    paths = getattr(runner, "compiled", None)
+    if paths is not None:
+        paths.build_now(shapes)
+    log.info("warm-up of %d shape(s): %.1f s", len(shapes), time.perf_counter() - started)
     return time.perf_counter() - started
+
+
+def warm_shapes(
+    sizes: Sequence[tuple[int, int]],
+    counts: Sequence[int] = (1, 2, 3, 4),
+    tokens: int = SCHNELL_SEQUENCE_LENGTH,
+) -> list[ShapeKey]:
+    """The shapes to compile, most wanted first: every size alone, then with more images."""
+    return [ShapeKey(count, w, h, tokens) for count in counts for w, h in sizes]

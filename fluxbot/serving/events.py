@@ -72,7 +72,10 @@ class JobEventStream:
     Position and progress events have latest-value semantics when `coalesce` is on: a newer one
     replaces an unread older one, and any later event of another kind makes unread ones stale.
     `min_interval_s` spaces out position/progress events (a Discord message edit per second is
-    plenty) without ever delaying the start or the finish. Use with `async for`.
+    plenty) without ever delaying the start or the finish. Each kind has its own spacing, so
+    the first progress event (with its preview) is never held back by the queue-position
+    update just before it: a job done in half a second still shows its first step. Use with
+    `async for`.
     """
 
     def __init__(self, *, coalesce: bool = True, min_interval_s: float = 0.0) -> None:
@@ -81,7 +84,7 @@ class JobEventStream:
         self._finished = False
         self._coalesce = coalesce
         self._min_interval_s = min_interval_s
-        self._last_update = -float("inf")
+        self._last_update: dict[type, float] = {}  # per event kind
 
     @property
     def finished(self) -> bool:
@@ -113,11 +116,12 @@ class JobEventStream:
             if self._pending:
                 head = self._pending[0]
                 if isinstance(head, _LATEST_VALUE) and self._min_interval_s > 0:
-                    wait = self._last_update + self._min_interval_s - time.monotonic()
+                    last = self._last_update.get(type(head), -float("inf"))
+                    wait = last + self._min_interval_s - time.monotonic()
                     if wait > 0:
                         await self._sleep_or_wake(wait)
                         continue
-                    self._last_update = time.monotonic()
+                    self._last_update[type(head)] = time.monotonic()
                 return self._pending.popleft()
             if self._finished:
                 raise StopAsyncIteration

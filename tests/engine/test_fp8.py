@@ -9,11 +9,16 @@ from torch import nn
 from fluxbot.engine.fp8 import (
     FP8_DTYPE,
     Fp8Linear,
+    check_fp8_linears,
     flux_transformer_chooser,
     quantize_linears_,
     quantize_rowwise,
     scaled_mm_supported,
     t5_chooser,
+)
+
+needs_scaled_mm = pytest.mark.skipif(
+    not scaled_mm_supported("cpu"), reason="this torch has no CPU _scaled_mm"
 )
 
 
@@ -76,3 +81,27 @@ def test_quantize_linears_replaces_in_place_and_skips_unaligned_shapes() -> None
     assert (report.converted, report.skipped) == (1, 1)
     assert report.bytes_after < report.bytes_before
     model(torch.randn(2, 32))
+
+
+def _blocks(n: int = 3) -> nn.Module:
+    model = nn.Module()
+    model.transformer_blocks = nn.ModuleList([nn.Linear(64, 64) for _ in range(n)])
+    return model
+
+
+@needs_scaled_mm
+def test_the_load_time_check_passes_ordinary_weights() -> None:
+    chooser = flux_transformer_chooser(dynamic=True, modulation=False)
+    check = check_fp8_linears(_blocks(), chooser, "cpu")
+    assert check.passed and check.checked == 3 and 0 < check.worst_error < 0.08
+    assert "passed" in check.describe()
+
+
+@needs_scaled_mm
+def test_the_load_time_check_fails_weights_fp8_cannot_hold() -> None:
+    model = _blocks()
+    with torch.no_grad():  # beyond e4m3's range: the fp8 copy is NaN, which never passes
+        model.transformer_blocks[1].weight[3, 5] = float("inf")
+    check = check_fp8_linears(model, flux_transformer_chooser(dynamic=True, modulation=False))
+    assert not check.passed and check.worst_name == "transformer_blocks.1"
+    assert "FAILED" in check.describe()

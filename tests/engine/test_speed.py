@@ -37,6 +37,22 @@ def test_each_profile_runs_as_asked_on_a_card_that_has_everything() -> None:
     assert not plan_speed(SpeedProfile.EAGER, HOPPER).compile
 
 
+def test_auto_picks_the_fastest_profile_the_device_runs_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="fluxbot.engine.speed"):
+        assert plan_speed(SpeedProfile.AUTO, HOPPER).profile is SpeedProfile.FAST
+        assert "auto chose 'fast'" in caplog.text and "fp8 tensor cores" in caplog.text
+        assert plan_speed(SpeedProfile.AUTO, AMPERE).profile is SpeedProfile.COMPILE
+        assert "no fp8 tensor cores" in caplog.text
+        cpu = plan_speed(SpeedProfile.AUTO, CPU)
+        assert cpu.profile is SpeedProfile.EAGER and cpu.requested is SpeedProfile.AUTO
+        assert "auto chose 'eager'" in caplog.text
+        offload = plan_speed(SpeedProfile.AUTO, HOPPER, memory=MemoryProfile.OFFLOAD)
+        assert offload.profile is SpeedProfile.EAGER
+    assert plan_speed(SpeedProfile.AUTO, CPU, backend="eager").profile is SpeedProfile.COMPILE
+
+
 def test_fast_without_fp8_tensor_cores_falls_back_to_compile(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -45,6 +45,7 @@ class RecordedRequest:
     payload: Any = None
     files: list[tuple[str, int]] = field(default_factory=list)
     at: float = field(default_factory=time.monotonic)
+    done_at: float | None = None  # monotonic time the response was ready (body read, handled)
 
 
 RECORD_KEY = web.RequestKey("fake_discord_record", RecordedRequest)
@@ -140,6 +141,7 @@ class RestApi:
         if is_api:
             response.headers.update(self._ratelimit_headers(route or request.path))
         record.status = response.status
+        record.done_at = time.monotonic()
         self.state.changes.notify()
         return response
 

@@ -14,6 +14,7 @@ from fluxbot.core.styles import LoraSpec
 from fluxbot.serving.events import (
     FinishedEvent,
     JobEvent,
+    JobEventStream,
     PositionEvent,
     ProgressEvent,
     StartedEvent,
@@ -191,6 +192,22 @@ async def test_coalesced_and_throttled_stream_keeps_order_and_the_final_event() 
     assert isinstance(events[-1], FinishedEvent)
     # A late subscriber gets the outcome at once.
     assert [type(e) for e in [e async for e in handle.events()]] == [FinishedEvent]
+
+
+async def test_the_first_step_is_not_held_back_by_the_queue_update_before_it() -> None:
+    # A job faster than the edit interval: its first progress event (the preview) must still
+    # come out at once after the queue position, and later steps wait for the interval.
+    stream = JobEventStream(min_interval_s=3600.0)
+    stream.push(PositionEvent("j", 1, 0.5, 0.0))
+    first = await asyncio.wait_for(anext(stream), WAIT_S)
+    stream.push(StartedEvent("j", "cpu", 1))
+    stream.push(ProgressEvent("j", 1, 4))
+    assert isinstance(await asyncio.wait_for(anext(stream), WAIT_S), StartedEvent)
+    step = await asyncio.wait_for(anext(stream), WAIT_S)
+    assert isinstance(first, PositionEvent) and isinstance(step, ProgressEvent)
+    stream.push(ProgressEvent("j", 2, 4))
+    with pytest.raises(TimeoutError):  # throttled: the interval is an hour
+        await asyncio.wait_for(anext(stream), 0.2)
 
 
 async def test_positions_and_etas_count_down(permits: threading.Semaphore) -> None:

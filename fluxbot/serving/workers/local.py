@@ -166,6 +166,9 @@ class LocalWorker(Worker):
         if self._thread is not None:
             self._thread.shutdown()
         self._encode_pool.shutdown(wait=False, cancel_futures=True)
+        stop_compiling = getattr(self._runner, "close", None)
+        if callable(stop_compiling):
+            stop_compiling()  # the background compile thread, if any
         self._runner = None  # a call still on the device thread keeps its own reference
 
     # -- running --------------------------------------------------------------------------------
@@ -263,7 +266,14 @@ class LocalWorker(Worker):
 
     def _profile_label(self) -> str | None:
         profiles = getattr(self._runner, "profiles", None)
-        return "/".join(str(p) for p in profiles) if profiles else None
+        if not profiles:
+            return None
+        label = "/".join(str(p) for p in profiles)
+        compiled = getattr(self._runner, "compiled", None)
+        if compiled is not None and compiled.busy():
+            # Jobs run eagerly meanwhile; each shape swaps in as it is built.
+            label += f" (compiling, {compiled.pending()} shape(s) queued)"
+        return label
 
     def holds_lora(self, lora: LoraSpec) -> bool:
         loras = getattr(self._runner, "loras", None)

@@ -1,0 +1,330 @@
+"""Kernel by kernel: where the compiled transformer's time goes, and what the levers change.
+
+`python -m bench kernels` builds the full-size model on the GPU (random weights, no save) and,
+in one process on one card, measures at 1024x1024 x1: stock diffusers per image, then
+fluxbot's `compile` and `fast` profiles through FluxRunner (text encoding, 4 steps, decode) with
+and without CUDA graphs of the denoising steps, and `fast` again with Inductor allowed to keep
+whole rows on chip (one-pass row-wise amax + fp8 quantise). For each it records the torch
+profiler's kernel-time breakdown of a 4-step denoise (fp8 / bf16 GEMMs, attention, Triton
+reductions / persistent reductions / pointwise, copies) and the gaps between kernels.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+Log = Callable[[str], None]
+SIDE = 1024
+PROMPT = "a lighthouse on a cliff at dusk, oil painting, run {}"
+
+
+def _ms(fn: Callable[[], Any], iters: int = 5, warm: int = 1) -> float:
+    for _ in range(warm):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        started = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(1000 * (time.perf_counter() - started))
+    return sorted(times)[len(times) // 2]
+
+
+def _group(name: str) -> str:
+    n = name.lower()
+    if n.startswith("triton"):  # Inductor names kernels after every op fused in, attention too
+        return _triton_group(n)
+    if "nvjet" in n or "gemm" in n or "cutlass" in n or "xmma" in n or "matmul" in n:
+        return "fp8 gemm" if ("qq" in n or "e4m3" in n or "f8" in n) else "bf16 gemm"
+    if any(s in n for s in ("attention", "fmha", "flash", "cudnn", "sdpa")):
+        return "attention"
+    if "memcpy" in n or "copy" in n or "cat" in n:
+        return "copies"
+    return "other aten"
+
+
+def _triton_group(n: str) -> str:
+    if n.startswith("triton_red"):
+        return "triton reduction (looped)"
+    if n.startswith("triton_per"):
+        return "triton persistent reduction"
+    if n.startswith("triton_poi"):
+        return "triton pointwise"
+    return "triton other"
+
+
+def kernel_breakdown(fn: Callable[[], Any]) -> dict[str, Any]:
+    """Device time by kernel group over one call of `fn`, the busiest kernels, and the gaps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    wall = 1000 * (time.perf_counter() - started)
+    groups: dict[str, float] = {}
+    kernels: list[tuple[str, float, int]] = []
+    total = 0.0
+    for event in prof.key_averages():
+        if event.device_type.name != "CUDA":
+            continue
+        us = getattr(event, "device_time_total", 0) or getattr(event, "cuda_time_total", 0)
+        if not us:
+            continue
+        group = _group(event.key)
+        groups[group] = groups.get(group, 0.0) + us / 1000
+        total += us / 1000
+        kernels.append((event.key[:110], us / 1000, event.count))
+    kernels.sort(key=lambda k: -k[1])
+    return {
+        "wall_ms": wall,
+        "kernel_ms": total,
+        "gaps_ms": wall - total,
+        "groups_ms": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
+        "top_kernels": [{"name": n, "ms": ms, "calls": c} for n, ms, c in kernels[:25]],
+    }
+
+
+def _denoise(runner: Any, embeds: tuple[torch.Tensor, torch.Tensor]) -> Any:
+    noise = runner.initial_noise([0], SIDE, SIDE)
+    return runner.pipe(
+        prompt_embeds=embeds[0],
+        pooled_prompt_embeds=embeds[1],
+        latents=noise,
+        width=SIDE,
+        height=SIDE,
+        num_inference_steps=4,
+        guidance_scale=0.0,
+        max_sequence_length=256,
+        output_type="latent",
+    ).images
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.i = 0
+
+    def prompt(self) -> str:
+        self.i += 1
+        return PROMPT.format(self.i)
+
+
+def _measure_runner(runner: Any, log: Log, tag: str, counter: _Counter) -> dict[str, Any]:
+    """Per image through FluxRunner (a new prompt each time), stages, and the 4-step profile."""
+    from fluxbot.core.requests import GenerationRequest
+
+    def one() -> Any:
+        request = GenerationRequest(prompt=counter.prompt(), seed=1, width=SIDE, height=SIDE)
+        return runner.generate([request])[0]
+
+    results = [one() for _ in range(6)][1:]
+    per_image = sorted(
+        r.timings.text_encode + r.timings.denoise + r.timings.decode for r in results
+    )
+    entry: dict[str, Any] = {
+        "s_per_image": per_image[len(per_image) // 2],
+        "runs_s": per_image,
+        "path": results[-1].path,
+        "stages_s": {
+            "text_encode": sorted(r.timings.text_encode for r in results)[2],
+            "denoise": sorted(r.timings.denoise for r in results)[2],
+            "decode": sorted(r.timings.decode for r in results)[2],
+        },
+    }
+    embeds = runner.encode("profile prompt", 256)
+    paths = runner.compiled
+    context = paths.active(True) if paths is not None else _null()
+    with context, torch.inference_mode():
+        entry["denoise_4_steps_ms"] = _ms(
+            lambda: _denoise(runner, (embeds.prompt_embeds, embeds.pooled))
+        )
+        entry["profile"] = kernel_breakdown(
+            lambda: _denoise(runner, (embeds.prompt_embeds, embeds.pooled))
+        )
+    log(
+        f"{tag}: {entry['s_per_image']:.3f} s/image ({entry['path']}), denoise "
+        f"{entry['denoise_4_steps_ms']:.1f} ms, kernels {entry['profile']['kernel_ms']:.1f} ms, "
+        f"gaps {entry['profile']['gaps_ms']:.1f} ms, groups "
+        + json.dumps({k: round(v, 1) for k, v in entry["profile"]["groups_ms"].items()})
+    )
+    return entry
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _stock(pipe: Any, log: Log, counter: _Counter) -> dict[str, Any]:
+    def one() -> None:
+        pipe(
+            prompt=counter.prompt(),
+            width=SIDE,
+            height=SIDE,
+            num_inference_steps=4,
+            guidance_scale=0.0,
+            max_sequence_length=256,
+            generator=torch.Generator("cpu").manual_seed(1),
+        )
+
+    s = _ms(one, iters=5, warm=1) / 1000
+    log(f"stock: {s:.3f} s/image")
+    return {"s_per_image": s}
+
+
+def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tuple[Any, float]:
+    from fluxbot.engine.pipeline import FluxRunner
+    from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_shapes
+
+    plan_changes.setdefault("step_graphs", True)  # measured here with and without
+    plan = replace(plan_speed(profile, DeviceFeatures.probe("cuda")), **plan_changes)
+    report = apply_speed_profile(pipe, plan)
+    runner = FluxRunner(pipe, "cuda", model_name="random", dtype=torch.bfloat16, placed=True)
+    if report.paths is not None:
+        runner.attach_compiled(report.paths)
+        started = time.perf_counter()
+        report.paths.build_now(warm_shapes([(SIDE, SIDE)], counts=(1,)))
+        seconds = time.perf_counter() - started
+        log(
+            f"{profile}: compiled 1024x1024x1 in {seconds:.1f} s (graphs: "
+            f"{report.paths.graphs.captured() if report.paths.graphs else 'off'})"
+        )
+        if report.paths.disabled:
+            raise RuntimeError(f"compiled path disabled: {report.paths.disabled}")
+        return runner, seconds
+    return runner, 0.0
+
+
+def _with_and_without_graphs(runner: Any, log: Log, tag: str, counter: _Counter) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    graphs = runner.compiled.graphs if runner.compiled is not None else None
+    if graphs is not None and graphs.failed is None and graphs.captured():
+        out["step_graphs"] = _measure_runner(runner, log, f"{tag} + step graphs", counter)
+        graphs.failed = "switched off for the comparison"
+    elif graphs is not None:
+        out["step_graphs"] = {"error": graphs.failed or "nothing captured"}
+    out["no_graphs"] = _measure_runner(runner, log, f"{tag}", counter)
+    if graphs is not None and graphs.failed == "switched off for the comparison":
+        graphs.failed = None
+    return out
+
+
+class PersistentRows:
+    """Inductor's choices with whole rows kept on chip up to 16384 elements (its default is
+    1024): a row-wise amax and the fp8 quantise that needs it become one kernel, one read."""
+
+    @staticmethod
+    def install(limit: int = 16384) -> None:
+        import torch._inductor.config as inductor_config
+        from torch._inductor.choices import InductorChoices
+
+        class Choices(InductorChoices):
+            @staticmethod
+            def should_use_persistent_reduction(features: Any, cooperative_reduction: bool) -> bool:
+                from torch._inductor.runtime.hints import ReductionHint
+                from torch._inductor.virtualized import V
+
+                if features.get_reduction_hint() == ReductionHint.INNER:
+                    return V.graph.sizevars.statically_known_leq(features.reduction_numel, limit)
+                return InductorChoices.should_use_persistent_reduction(
+                    features, cooperative_reduction
+                )
+
+        try:
+            inductor_config.inductor_choices_class = Choices
+        except AttributeError:  # an older Inductor: the handler is per thread (compiles here)
+            from torch._inductor.virtualized import V
+
+            V.set_choices_handler(Choices())
+
+
+def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9) -> dict[str, Any]:
+    from bench.model import build_pipeline
+    from bench.report import environment
+    from bench.runs import apply_bot_switches
+    from fluxbot.config import SpeedProfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "kernels.json"
+    result: dict[str, Any] = {"environment": environment("cuda"), "side": SIDE}
+
+    def save() -> None:
+        path.write_text(json.dumps(result, indent=1, default=str))
+
+    counter = _Counter()
+    phases = only or ["stock", "fast", "compile", "fast_persistent"]
+    begun = time.perf_counter()
+    pipe = build_pipeline("full", "cuda")
+    if "stock" in phases:
+        try:
+            result["stock"] = _stock(pipe, log, counter)
+        except Exception as exc:
+            result["stock"] = {"error": repr(exc)}
+        save()
+    apply_bot_switches("cuda")
+    for phase in phases:
+        if phase == "stock":
+            continue
+        if time.perf_counter() - begun > budget_s:
+            result[phase] = {"error": "skipped: time budget"}
+            log(f"{phase}: skipped (time budget)")
+            continue
+        started = time.perf_counter()
+        try:
+            if phase == "fast_persistent":
+                PersistentRows.install()
+            torch._dynamo.reset()
+            if pipe is None:
+                pipe = build_pipeline("full", "cuda")
+            profile = SpeedProfile.COMPILE if phase == "compile" else SpeedProfile.FAST
+            runner, compile_s = _runner_with(pipe, profile, log)
+            entry = _with_and_without_graphs(runner, log, phase, counter)
+            entry["first_compile_s"] = compile_s
+            result[phase] = entry
+        except Exception as exc:
+            log(f"{phase} failed: {exc!r}")
+            result[phase] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+        finally:
+            import torch._inductor.config as inductor_config
+
+            if hasattr(inductor_config, "inductor_choices_class"):
+                inductor_config.inductor_choices_class = None
+        result[phase]["phase_s"] = time.perf_counter() - started
+        save()
+        # A fresh model per profile: the fp8 conversion and compiled graphs stay with it.
+        runner = None
+        pipe = None
+        gc.collect()
+        torch.cuda.empty_cache()
+    stock = result.get("stock", {}).get("s_per_image")
+    lines = [f"stock {stock}"]
+    for phase in phases[1:]:
+        for variant in ("step_graphs", "no_graphs"):
+            entry = result.get(phase, {}).get(variant, {})
+            s = entry.get("s_per_image")
+            if s and stock:
+                prof = entry["profile"]
+                lines.append(
+                    f"{phase:16s} {variant:11s} {s:.3f} s/img {stock / s:.2f}x  denoise "
+                    f"{entry['denoise_4_steps_ms']:.0f} ms kernels {prof['kernel_ms']:.0f} "
+                    f"gaps {prof['gaps_ms']:.0f}"
+                )
+    result["table"] = lines
+    save()
+    for line in lines:
+        log(line)
+    return result

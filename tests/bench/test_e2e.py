@@ -1,0 +1,53 @@
+"""The time-to-image benchmark on the CPU with the tiny model: the real `fluxbot run` against the
+fake Discord, every scenario measured and reported. Structure only; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.__main__ import main
+from bench.e2e import MARKS, STAGES, percentile
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert percentile(values, 50) == 3.0 and percentile(values, 95) == 5.0
+    assert percentile([], 50) is None
+
+
+def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "e2e",
+            "--arch", "tiny",
+            "--device", "cpu",
+            "--gpus", "cpu",
+            "--profiles", "eager",
+            "--steps", "1",
+            "--single", "1",
+            "--count4", "1",
+            "--burst", "3",
+            "--burst-users", "2",
+            "--work-dir", str(tmp_path / "work"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "e2e.json").read_text())
+    eager = results["profiles"]["eager"]
+    assert eager["exit_code"] == 0 and eager["tracebacks_in_log"] == 0
+    assert set(eager["scenarios"]) == {"single", "count4", "burst"}
+    burst = eager["scenarios"]["burst"]
+    assert burst["summary"]["jobs"] == 3 and len({j["job_id"] for j in burst["jobs"]}) == 3
+    for scenario in eager["scenarios"].values():
+        for job in scenario["jobs"]:
+            for key in ("deferred", "queued_message", "result_posted", *STAGES):
+                assert job[key] is not None and job[key] >= 0, key
+            # The user sees each step in order: deferred, queued, then the result.
+            assert job["deferred"] <= job["queued_message"] <= job["result_posted"]
+        assert all(scenario["summary"][k]["n"] for k in ("deferred", "result_posted"))
+    assert set(MARKS) <= set(eager["scenarios"]["single"]["summary"])
+    table = (out / "e2e.md").read_text()
+    assert "| eager | burst | 3 |" in table
