@@ -106,7 +106,8 @@ def _generate_one(
         raise ModelUnavailable(str(exc)) from exc
     from fluxbot.engine.lora import LoraError
 
-    with tqdm(total=request.steps, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
+    total = request.denoise_steps * request.tiles
+    with tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
         try:
             return runner.generate([request], on_step=lambda _p: bar.update(1))[0]
         except LoraError as exc:
@@ -129,13 +130,36 @@ def output_paths(out: Path, count: int) -> list[Path]:
 
 
 def generate(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxbot.engine.encoding import encode_image
+    fmt, device = prepare_output(args, settings)
+    request = build_request(args, settings)
+    if getattr(args, "image", None) is not None:
+        from fluxbot.cli.edits import image_prompt
 
+        request = image_prompt(request, args.image, args.strength, settings)
+    elif getattr(args, "strength", None) is not None:
+        raise RequestError("strength", args.strength, "used only with --image")
+    write_results(args, settings, request, fmt, device)
+    return 0
+
+
+def prepare_output(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """Check --out, the model and --device before any work; (output format, device)."""
     fmt = output_format(args.out)
     check_output_file(args.out)
     check_model(settings.model, _model_setting(args))
-    device = pick_device(settings, args.device)
-    request = build_request(args, settings)
+    return fmt, pick_device(settings, args.device)
+
+
+def write_results(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: GenerationRequest,
+    fmt: str,
+    device: str,
+) -> None:
+    """Run `request` and write its images (PNG, JPEG or WebP by --out) with their parameters."""
+    from fluxbot.engine.encoding import encode_image
+
     paths = output_paths(args.out, request.count)
     for path in paths[1:]:
         check_output_file(path)
@@ -144,7 +168,6 @@ def generate(args: argparse.Namespace, settings: Settings) -> int:
     for path, image, seed in zip(paths, result.images, result.seeds, strict=True):
         _write_atomic(path, encode_image(image, params, seed, fmt).data)
         print(f"{path}  seed={seed}  {image.width}x{image.height}")
-    return 0
 
 
 def animate(args: argparse.Namespace, settings: Settings) -> int:

@@ -292,6 +292,9 @@ def apply_speed_profile(
         report.compiled.append("transformer blocks")
         vae.decoder.compile(**options)
         report.compiled.append("vae decoder")
+        # The encoder runs for every job that starts from an image (fluxbot.engine.image_ops).
+        vae.encoder.compile(**options)
+        report.compiled.append("vae encoder")
         # The text encoders always see one prompt of a fixed length: CUDA graphs, captured
         # at the first prompt (fluxbot.engine.text_graphs).
         report.graphed = graph_text_encoders_(pipe)
