@@ -9,6 +9,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fluxbot.app.preflight import (
     PreflightError,
@@ -19,6 +20,11 @@ from fluxbot.app.preflight import (
 )
 from fluxbot.config import Backend, Settings
 from fluxbot.core.requests import AnimationSpec, GenerationRequest, GenerationResult, RequestError
+
+if TYPE_CHECKING:
+    from fluxbot.app.derive import Deriver
+    from fluxbot.app.uploads import Upload
+    from fluxbot.store import Store
 
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set. Create a bot at https://discord.com/developers/applications "
@@ -133,13 +139,37 @@ def generate(args: argparse.Namespace, settings: Settings) -> int:
     fmt, device = prepare_output(args, settings)
     request = build_request(args, settings)
     if getattr(args, "image", None) is not None:
-        from fluxbot.cli.edits import image_prompt
-
         request = image_prompt(request, args.image, args.strength, settings)
     elif getattr(args, "strength", None) is not None:
         raise RequestError("strength", args.strength, "used only with --image")
     write_results(args, settings, request, fmt, device)
     return 0
+
+
+def read_image(path: Path) -> Upload:
+    """An image file checked like a Discord upload (type by content, size, dimensions)."""
+    from fluxbot.app.uploads import check_upload
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RequestError("image", str(path), f"a readable file ({exc.strerror})") from None
+    return check_upload(data, "image")
+
+
+def deriver(settings: Settings, store: Store | None = None) -> Deriver:
+    """The bot's builder of image jobs, under this operator's settings."""
+    from fluxbot.app.derive import Deriver
+    from fluxbot.app.root import build_composer
+
+    return Deriver(store, build_composer(settings), upscale_tile=settings.upscale_tile)
+
+
+def image_prompt(
+    request: GenerationRequest, path: Path, strength: float | None, settings: Settings
+) -> GenerationRequest:
+    """`generate --image FILE --strength S`: img2img from the file at its aspect ratio."""
+    return deriver(settings).from_upload(read_image(path), request, strength)
 
 
 def prepare_output(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:

@@ -8,35 +8,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from fluxbot.app.derive import Deriver
-from fluxbot.app.uploads import Upload, check_upload
+from fluxbot.cli.commands import deriver, prepare_output, read_image, write_results
 from fluxbot.config import Settings
 from fluxbot.core.edits import VARY_STRONG, VARY_SUBTLE, Operation
 from fluxbot.core.requests import GenerationRequest, RequestError
 from fluxbot.engine.encoding import read_parameters
 from fluxbot.store import Store
-
-
-def read_image(path: Path) -> Upload:
-    """An image file checked like a Discord upload (type by content, size, dimensions)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RequestError("image", str(path), f"a readable file ({exc.strerror})") from None
-    return check_upload(data, "image")
-
-
-def _deriver(settings: Settings, store: Store | None = None) -> Deriver:
-    from fluxbot.app.root import build_composer
-
-    return Deriver(store, build_composer(settings), upscale_tile=settings.upscale_tile)
-
-
-def image_prompt(
-    request: GenerationRequest, path: Path, strength: float | None, settings: Settings
-) -> GenerationRequest:
-    """`generate --image FILE --strength S`: img2img from the file at its aspect ratio."""
-    return _deriver(settings).from_upload(read_image(path), request, strength)
 
 
 def _operation_options(args: argparse.Namespace) -> dict[str, object]:
@@ -66,7 +43,7 @@ def _from_file(args: argparse.Namespace, settings: Settings) -> GenerationReques
         negative=str(params.get("negative", "")),
         steps=int(params.get("steps", 4)),
     )
-    request, _ = _deriver(settings).build(
+    request, _ = deriver(settings).build(
         upload, base, base.seed, Operation(args.command), **_operation_options(args)
     )
     return request
@@ -78,7 +55,7 @@ async def _from_job(args: argparse.Namespace, settings: Settings) -> GenerationR
         parent = await store.jobs.by_public_id(args.source)
         if parent is None:
             raise RequestError("JOB_ID|FILE", args.source, "a job id from the store or a file")
-        job = await _deriver(settings, store).from_job(
+        job = await deriver(settings, store).from_job(
             parent,
             parent.user_id,
             Operation(args.command),
@@ -92,8 +69,6 @@ async def _from_job(args: argparse.Namespace, settings: Settings) -> GenerationR
 
 
 def edit(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxbot.cli.commands import prepare_output, write_results
-
     fmt, device = prepare_output(args, settings)
     if Path(args.source).is_file():
         request = _from_file(args, settings)

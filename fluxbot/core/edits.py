@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from fluxbot.core.requests import SIZE_MULTIPLE, RequestError
+from fluxbot.core.validation import SIZE_MULTIPLE, RequestError
 
 STRENGTH_MIN = 0.05
 STRENGTH_MAX = 1.0

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from fluxbot.core.edits import ImageEdit, Pipeline, denoise_steps, tile_grid
 from fluxbot.core.styles import LoraSpec
+from fluxbot.core.validation import SIZE_MULTIPLE, RequestError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from fluxbot.core.edits import ImageEdit
 
 SEED_MIN = 0
 SEED_MAX = 2**32 - 1
-SIZE_MULTIPLE = 16
 MAX_COUNT = 4
 MAX_PROMPT_CHARS = 6000
 SCHNELL_STEPS = 4
@@ -56,17 +56,6 @@ def aspect_size(aspect: str, megapixels: float = 1.0) -> tuple[int, int]:
 
 
 ASPECT_PRESETS: dict[str, tuple[int, int]] = {name: aspect_size(name) for name in ASPECT_RATIOS}
-
-
-class RequestError(ValueError):
-    """Input that cannot be generated; `str()` is a sentence fit to show a user."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
-        self.field_name = field_name
-        self.value = value
-        self.allowed = allowed
-        shown = repr(value) if not isinstance(value, str) or len(value) <= 60 else "(too long)"
-        super().__init__(f"{field_name} {shown} is not allowed: {allowed}")
 
 
 class JobKind(StrEnum):
@@ -247,8 +236,6 @@ class GenerationRequest:
 
     @property
     def is_upscale(self) -> bool:
-        from fluxbot.core.edits import Pipeline
-
         return self.edit is not None and self.edit.pipeline is Pipeline.UPSCALE
 
     @property
@@ -256,8 +243,6 @@ class GenerationRequest:
         """Steps the transformer really runs per image: an edit at strength s runs its share."""
         if self.edit is None or self.edit.source_sha256 is None:
             return self.steps
-        from fluxbot.core.edits import denoise_steps
-
         return denoise_steps(self.steps, self.edit.effective_strength)
 
     @property
@@ -265,8 +250,6 @@ class GenerationRequest:
         """Separate pipeline passes per image: the tiles of an upscale, else 1."""
         if not self.is_upscale:
             return 1
-        from fluxbot.core.edits import tile_grid
-
         assert self.edit is not None and self.edit.tile is not None
         return len(tile_grid(self.width, self.height, self.edit.tile))
 
@@ -275,8 +258,6 @@ class GenerationRequest:
         """Megapixels one transformer pass works on (a tile's, for an upscale)."""
         if not self.is_upscale:
             return self.megapixels
-        from fluxbot.core.edits import tile_grid
-
         assert self.edit is not None and self.edit.tile is not None
         box = tile_grid(self.width, self.height, self.edit.tile)[0]
         return box.width * box.height / ONE_MEGAPIXEL
@@ -357,8 +338,6 @@ class GenerationRequest:
         if anim:
             kwargs["animation"] = AnimationSpec(**anim)
         if edit:
-            from fluxbot.core.edits import ImageEdit
-
             kwargs["edit"] = ImageEdit.from_params(edit)
         return cls(**kwargs)
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,8 +27,38 @@ from fluxbot.core.seeds import advance_seed, make_generators
 from fluxbot.devices.memory import LighterSettings
 from fluxbot.engine.memory_profiles import pin_execution_device
 
-if TYPE_CHECKING:
-    from fluxbot.engine.pipeline import FluxRunner, StepCallback
+StepCallback = Callable[[Any], None]
+
+
+class RunnerParts(Protocol):
+    """What the image jobs use of their `FluxRunner` (fluxbot.engine.pipeline builds this
+    module's `ImageOps` with itself): the loaded pipeline, embeddings, progress and decoding."""
+
+    pipe: Any
+    device: str
+
+    def _check_cancel(self, cancel: threading.Event | None) -> None: ...
+
+    def _request_embeds(self, request: GenerationRequest) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def _sync(self) -> None: ...
+
+    def _step_callback(
+        self,
+        request: GenerationRequest,
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        want_preview: bool,
+        *,
+        offset: int = 0,
+        total: int | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> Callable[..., dict[str, Any]]: ...
+
+    def _decode(
+        self, packed: torch.Tensor, width: int, height: int, lighter: LighterSettings | None
+    ) -> list[Image.Image]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +141,7 @@ def share_components(cls: Any, base: Any) -> Any:
 class ImageOps:
     """The image pipelines of one runner, built on first use (from_pipe: no new weights)."""
 
-    def __init__(self, runner: FluxRunner) -> None:
+    def __init__(self, runner: RunnerParts) -> None:
         self._runner = runner
         self._pipes: dict[Pipeline, Any] = {}
 
