@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (
     "fluxbot.bot.cogs.errors",
     "fluxbot.bot.cogs.imagine",
+    "fluxbot.bot.cogs.edits",
     "fluxbot.bot.cogs.history",
     "fluxbot.bot.cogs.admin",
 )

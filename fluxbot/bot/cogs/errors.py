@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 
 from fluxbot.app.compose import PolicyRefused
+from fluxbot.app.derive import NotAllowed as JobNotVisible
 from fluxbot.core.requests import RequestError
 from fluxbot.engine.animation import GifTooLarge
 from fluxbot.engine.pipeline import ModelLoadError
@@ -46,6 +47,7 @@ ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = 
     (RequestError, _invalid_option),
     (QueueFull, lambda e: f"⏳ {e}"),
     (NotAllowed, lambda e: f"🔒 {e}"),
+    (JobNotVisible, lambda e: f"🔒 {e}"),
     (UserError, str),
     (GifTooLarge, lambda e: f"The animation is too big to upload: {e}."),
     (ModelLoadError, lambda e: "The image model is not loaded yet; an admin has been told."),
