@@ -23,7 +23,7 @@ from fluxbot.bot.cogs.results import StatusTarget
 from fluxbot.core.edits import REMIX_STRENGTH, VARY_STRONG, VARY_SUBTLE, Operation, check_strength
 from fluxbot.core.requests import RequestError
 from fluxbot.store.jobs import Origin
-from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import JobRow
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
