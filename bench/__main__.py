@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--work-dir", type=Path, default=Path("/tmp/fluxbench"))
     gaps.add_argument("--jobs", type=int, default=16)
     gaps.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    images = sub.add_parser("images", help="vary/remix/upscale/zoom/pan: stock vs fluxbot")
+    images.add_argument("--device", default="cuda")
+    images.add_argument("--repeats", type=int, default=2)
+    images.add_argument("--profiles", type=_csv, default=["eager", "fast"])
+    images.add_argument("--deadline-s", type=float, default=240.0, help="skip what starts later")
+    images.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    images.add_argument("--arch", choices=("full", "tiny"), default="full")
+    images.add_argument("--side", type=int, default=1024, help="side of the source image")
     child = sub.add_parser("child", help=argparse.SUPPRESS)
     common(child)
     child.add_argument("--task", choices=("restart", "memory"), required=True)
@@ -254,6 +262,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.command == "images":
+        from bench.images import run_images
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        run_images(
+            args.device,
+            args.out,
+            repeats=args.repeats,
+            deadline_s=args.deadline_s,
+            profiles=args.profiles,
+            arch=args.arch,
+            side=args.side,
+        )
+        return 0
     if args.command == "run":
         return command_run(args)
     if args.command == "scale":

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     min_size: int = Field(default=256, ge=16, le=1024)
     max_megapixels: float = Field(default=2.0, gt=0.0, le=16.0)
     max_steps: int = Field(default=8, ge=1, le=50)
+    # Upscale x2 refines in tiles of at most `upscale_tile` px; repeatable up to this side.
+    upscale_max_side: int = Field(default=4096, ge=512, le=8192)
+    upscale_tile: int = Field(default=1024, ge=256, le=2048, multiple_of=16)
 
     user_queue_cap: int = Field(default=5, ge=1, le=1000)
     global_queue_cap: int = Field(default=200, ge=1, le=100_000)

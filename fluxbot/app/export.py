@@ -78,6 +78,9 @@ def _job_json(job: JobRow, parent_public_id: str | None) -> dict[str, Any]:
         "negative": job.negative,
         "seed": job.seed,
         "params": job.params,
+        "operation": job.operation,
+        "source_sha256": job.source_sha256,
+        "private": job.private,
         "device": job.device,
         "timings": job.timings,
         "error": job.error,
@@ -113,6 +116,7 @@ async def export_user(store: Store, user_id: int, out_path: Path | str) -> Expor
     if user is None and not jobs:
         raise UnknownUser(user_id)
     seeds = await store.users.recent_seeds(user_id, limit=1_000_000)
+    sources = await store.sources.for_user(user_id)
     public_ids = {job.id: job.public_id for job in jobs}
     for job in jobs:
         if job.parent_id is not None and job.parent_id not in public_ids:
@@ -125,8 +129,20 @@ async def export_user(store: Store, user_id: int, out_path: Path | str) -> Expor
         "user": _user_json(user, user_id),
         "jobs": [_job_json(job, public_ids.get(job.parent_id or -1)) for job in jobs],
         "seeds": [_seed_json(record) for record in seeds],
+        "sources": [
+            {
+                "file": f"sources/{PurePosixPath(source.path).name}",
+                "sha256": source.sha256,
+                "width": source.width,
+                "height": source.height,
+                "format": source.format,
+                "bytes": source.size_bytes,
+            }
+            for source in sources
+        ],
     }
-    return await asyncio.to_thread(_write_zip, store, jobs, manifest, out_path)
+    source_paths = [source.path for source in sources]
+    return await asyncio.to_thread(_write_zip, store, jobs, manifest, out_path, source_paths)
 
 
 def _seed_json(record: SeedRecord) -> dict[str, Any]:
@@ -134,7 +150,11 @@ def _seed_json(record: SeedRecord) -> dict[str, Any]:
 
 
 def _write_zip(
-    store: Store, jobs: list[JobRow], manifest: dict[str, Any], out_path: Path
+    store: Store,
+    jobs: list[JobRow],
+    manifest: dict[str, Any],
+    out_path: Path,
+    source_paths: list[str],
 ) -> ExportReport:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     temp = out_path.with_name(f".{out_path.name}.tmp")
@@ -155,6 +175,16 @@ def _write_zip(
                         compress_type=zipfile.ZIP_STORED,
                     )
                     count += 1
+            for relative in source_paths:
+                path = store.sources.files.absolute(relative)
+                if not path.is_file():
+                    missing.append(relative)
+                    continue
+                archive.write(
+                    path,
+                    f"sources/{PurePosixPath(relative).name}",
+                    compress_type=zipfile.ZIP_STORED,
+                )
             manifest["missing"] = missing
             archive.writestr(
                 MANIFEST_NAME,

@@ -166,6 +166,9 @@ def _integrity_problem(path: Path) -> str | None:
         rows = connection.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
         return str(exc)
+    except UnicodeDecodeError:
+        # The report quotes names from damaged pages, garbage bytes included.
+        return "SQLite's integrity check reports garbage where names should be"
     finally:
         connection.close()
     messages = [" ".join(str(row[0]).split()) for row in rows]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from fluxbot.app.compose import RequestComposer, load_budget
+from fluxbot.app.derive import Deriver
 from fluxbot.app.service import JobService
 from fluxbot.app.styles import StyleCatalog, load_styles
 from fluxbot.config import Backend, MemoryProfile, Settings
@@ -43,6 +44,7 @@ class Engine:
     composer: RequestComposer
     devices: list[DeviceInfo]
     styles: StyleCatalog
+    deriver: Deriver
 
 
 def build_composer(settings: Settings) -> RequestComposer:
@@ -146,4 +148,6 @@ def build_engine(
     scheduler = Scheduler.from_settings(settings, workers)
     service = JobService(store, scheduler)
     log.info("engine: %d worker(s) on %s", len(workers), ", ".join(w.device for w in workers))
-    return Engine(service, scheduler, build_composer(settings), list(devices), styles)
+    composer = build_composer(settings)
+    deriver = Deriver(store, composer, upscale_tile=settings.upscale_tile)
+    return Engine(service, scheduler, composer, list(devices), styles, deriver)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from fluxbot.app.derive import ImageJob
+from fluxbot.app.uploads import Upload
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.serving.events import FinishedEvent, JobEvent, StartedEvent
@@ -23,6 +25,7 @@ from fluxbot.store.jobs import Origin
 from fluxbot.store.models import JobRow
 from fluxbot.store.recovery import Recovery
 from fluxbot.store.removal import Removal
+from fluxbot.store.sources import SourceMissing
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,29 @@ class JobService:
         if startup.orphans_removed:
             log.info("removed %d orphan image file(s)", len(startup.orphans_removed))
         await self.scheduler.start()
+        failed = list(startup.recovery.failed)
+        queued = []
         for row in startup.recovery.queued:
-            self._enqueue(row, GenerationRequest.from_params(row.params), front=True)
-        if startup.recovery.queued:
-            log.info("requeued %d job(s) left by the last run", len(startup.recovery.queued))
-        return startup.recovery
+            try:
+                request = await self.stored_request(row)
+            except SourceMissing:
+                error = "the image this job started from is no longer stored"
+                failed.append(await self.store.jobs.mark_failed(row.id, error))
+                continue
+            self._enqueue(row, request, front=True)
+            queued.append(row)
+        if queued:
+            log.info("requeued %d job(s) left by the last run", len(queued))
+        return Recovery(queued=queued, failed=failed)
+
+    async def stored_request(self, row: JobRow) -> GenerationRequest:
+        """The request a stored job runs, with its source image's bytes when it has one."""
+        request = GenerationRequest.from_params(row.params)
+        edit = request.edit
+        if edit is not None and edit.source_sha256 is not None:
+            data = await self.store.sources.load(row.user_id, edit.source_sha256)
+            request = replace(request, edit=edit.with_source(data))
+        return request
 
     async def submit(
         self,
@@ -77,11 +98,18 @@ class JobService:
         origin: Origin | None = None,
         parent_id: int | None = None,
         want_preview: bool = False,
+        private: bool = False,
+        source: Upload | None = None,
     ) -> Submission:
-        """Store the job, then queue it; over a cap the row is removed and QueueFull raised."""
+        """Store the job (and first the image it starts from), then queue it; over a cap the
+        row is removed and QueueFull raised."""
         self.scheduler.check_capacity(user_id)  # refuse before writing anything
+        if source is not None:
+            await self.store.sources.save(
+                user_id, source.sha256, source.data, source.format, source.width, source.height
+            )
         row = await self.store.jobs.create(
-            user_id, request, kind=kind, origin=origin, parent_id=parent_id
+            user_id, request, kind=kind, origin=origin, parent_id=parent_id, private=private
         )
         try:
             handle = self._enqueue(row, request, want_preview=want_preview)
@@ -89,6 +117,28 @@ class JobService:
             await self.store.delete_jobs([row.id])
             raise
         return Submission(row, handle, self.scheduler.place(row.public_id))
+
+    async def submit_image_job(
+        self,
+        user_id: int,
+        job: ImageJob,
+        *,
+        origin: Origin | None = None,
+        want_preview: bool = False,
+        private: bool = False,
+    ) -> Submission:
+        """Submit a job made from an image (fluxbot.app.derive); a private parent keeps the
+        child private whatever the caller asked."""
+        return await self.submit(
+            user_id,
+            job.request,
+            kind=job.kind,
+            origin=origin,
+            parent_id=job.parent_id,
+            want_preview=want_preview,
+            private=private or job.private,
+            source=job.source,
+        )
 
     def _enqueue(
         self,

@@ -42,6 +42,7 @@ EXTENSIONS = (
     "fluxbot.bot.cogs.errors",
     "fluxbot.bot.cogs.imagine",
     "fluxbot.bot.cogs.styles",
+    "fluxbot.bot.cogs.edits",
     "fluxbot.bot.cogs.history",
     "fluxbot.bot.cogs.admin",
 )

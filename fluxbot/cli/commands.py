@@ -9,6 +9,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fluxbot.app.preflight import (
     PreflightError,
@@ -20,6 +21,11 @@ from fluxbot.app.preflight import (
 from fluxbot.config import Backend, Settings
 from fluxbot.core.errors import UserError
 from fluxbot.core.requests import AnimationSpec, GenerationRequest, GenerationResult, RequestError
+
+if TYPE_CHECKING:
+    from fluxbot.app.derive import Deriver
+    from fluxbot.app.uploads import Upload
+    from fluxbot.store import Store
 
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set. Create a bot at https://discord.com/developers/applications "
@@ -107,7 +113,8 @@ def _generate_one(
         raise ModelUnavailable(str(exc)) from exc
     from fluxbot.engine.lora import LoraError
 
-    with tqdm(total=request.steps, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
+    total = request.denoise_steps * request.tiles
+    with tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False) as bar:
         try:
             return runner.generate([request], on_step=lambda _p: bar.update(1))[0]
         except LoraError as exc:
@@ -130,13 +137,60 @@ def output_paths(out: Path, count: int) -> list[Path]:
 
 
 def generate(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxbot.engine.encoding import encode_image
+    fmt, device = prepare_output(args, settings)
+    request = build_request(args, settings)
+    if getattr(args, "image", None) is not None:
+        request = image_prompt(request, args.image, args.strength, settings)
+    elif getattr(args, "strength", None) is not None:
+        raise RequestError("strength", args.strength, "used only with --image")
+    write_results(args, settings, request, fmt, device)
+    return 0
 
+
+def read_image(path: Path) -> Upload:
+    """An image file checked like a Discord upload (type by content, size, dimensions)."""
+    from fluxbot.app.uploads import check_upload
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RequestError("image", str(path), f"a readable file ({exc.strerror})") from None
+    return check_upload(data, "image")
+
+
+def deriver(settings: Settings, store: Store | None = None) -> Deriver:
+    """The bot's builder of image jobs, under this operator's settings."""
+    from fluxbot.app.derive import Deriver
+    from fluxbot.app.root import build_composer
+
+    return Deriver(store, build_composer(settings), upscale_tile=settings.upscale_tile)
+
+
+def image_prompt(
+    request: GenerationRequest, path: Path, strength: float | None, settings: Settings
+) -> GenerationRequest:
+    """`generate --image FILE --strength S`: img2img from the file at its aspect ratio."""
+    return deriver(settings).from_upload(read_image(path), request, strength)
+
+
+def prepare_output(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """Check --out, the model and --device before any work; (output format, device)."""
     fmt = output_format(args.out)
     check_output_file(args.out)
     check_model(settings.model, _model_setting(args))
-    device = pick_device(settings, args.device)
-    request = build_request(args, settings)
+    return fmt, pick_device(settings, args.device)
+
+
+def write_results(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: GenerationRequest,
+    fmt: str,
+    device: str,
+) -> None:
+    """Run `request` and write its images (PNG, JPEG or WebP by --out) with their parameters."""
+    from fluxbot.engine.encoding import encode_image
+
     paths = output_paths(args.out, request.count)
     for path in paths[1:]:
         check_output_file(path)
@@ -145,7 +199,6 @@ def generate(args: argparse.Namespace, settings: Settings) -> int:
     for path, image, seed in zip(paths, result.images, result.seeds, strict=True):
         _write_atomic(path, encode_image(image, params, seed, fmt).data)
         print(f"{path}  seed={seed}  {image.width}x{image.height}")
-    return 0
 
 
 def animate(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,5 +1,5 @@
-"""The `fluxbot` command: run | generate | animate | styles | gpus | db upgrade | export |
-invite | health."""
+"""The `fluxbot` command: run | generate | animate | vary | upscale | zoom | pan | styles |
+gpus | db upgrade | export | invite | health."""
 
 from __future__ import annotations
 
@@ -80,6 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("fluxbot.png"),
         help="output file: .png, .jpg or .webp (parameters kept in the file's metadata)",
     )
+    gen.add_argument("--image", type=Path, default=None, help="start from this PNG/JPEG/WebP")
+    gen.add_argument(
+        "--strength", type=_float_arg("strength"), default=None, help="0.05..1.0 (with --image)"
+    )
+
+    def add_edit(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("source", metavar="JOB_ID|FILE", help="a stored job's id or an image file")
+        p.add_argument("--index", type=_int_arg("index"), default=1, help="which image (1..4)")
+        p.add_argument("--prompt", default=None, help="prompt for a file without parameters")
+        p.add_argument("--seed", type=_int_arg("seed"), help=f"0..{SEED_MAX}")
+        p.add_argument("--model", help="hub id, local diffusers directory or tiny-random")
+        p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 or cpu")
+        p.add_argument("--out", type=Path, default=Path(f"fluxbot-{name}.png"))
+        return p
+
+    vary = add_edit("vary", "a variation of an image (img2img, new seed)")
+    vary.add_argument("--strength", type=_float_arg("strength"), default=None, help="0.05..1.0")
+    vary.add_argument("--strong", action="store_true", help="strength 0.7 instead of 0.35")
+    upscale = add_edit("upscale", "twice the side, refined in tiles")
+    upscale.add_argument("--strength", type=_float_arg("strength"), default=None)
+    zoom = add_edit("zoom", "zoom out: the image shrinks and a new border is drawn")
+    zoom.add_argument("--factor", type=float, choices=[1.5, 2.0], default=2.0)
+    pan = add_edit("pan", "extend the image to one side")
+    pan.add_argument("--direction", choices=["left", "right", "up", "down"], required=True)
 
     anim = sub.add_parser("animate", help="a GIF morphing between two seeds")
     add_generation_options(anim)
@@ -164,6 +189,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return cli_commands.animate(args, settings)
         case "styles":
             return cli_commands.styles(settings)
+        case "vary" | "upscale" | "zoom" | "pan":
+            from fluxbot.cli.edits import edit
+
+            return edit(args, settings)
         case "gpus":
             return cli_commands.gpus(settings)
         case "db":

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from fluxbot.core.errors import UserError
+from fluxbot.core.edits import ImageEdit, Pipeline, denoise_steps, tile_grid
 from fluxbot.core.styles import LoraSpec
+from fluxbot.core.validation import SIZE_MULTIPLE, RequestError
 
 if TYPE_CHECKING:
     from PIL import Image
 
+
 SEED_MIN = 0
 SEED_MAX = 2**32 - 1
-SIZE_MULTIPLE = 16
 MAX_COUNT = 4
 MAX_PROMPT_CHARS = 6000
 SCHNELL_STEPS = 4
@@ -57,22 +58,12 @@ def aspect_size(aspect: str, megapixels: float = 1.0) -> tuple[int, int]:
 ASPECT_PRESETS: dict[str, tuple[int, int]] = {name: aspect_size(name) for name in ASPECT_RATIOS}
 
 
-class RequestError(UserError, ValueError):
-    """Input that cannot be generated; `str()` is a sentence fit to show a user."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
-        self.field_name = field_name
-        self.value = value
-        self.allowed = allowed
-        shown = repr(value) if not isinstance(value, str) or len(value) <= 60 else "(too long)"
-        super().__init__(f"{field_name} {shown} is not allowed: {allowed}")
-
-
 class JobKind(StrEnum):
     IMAGINE = "imagine"
     REROLL = "reroll"
-    VARIATION = "variation"
+    VARIATION = "variation"  # same request, new seed (🎲)
     ANIMATE = "animate"
+    EDIT = "edit"  # made from another job's image (`jobs.operation` says how)
 
 
 class JobStatus(StrEnum):
@@ -96,6 +87,8 @@ class SizeLimits:
     max_height: int = 2048
     max_megapixels: float = 2.0
     max_steps: int = 8
+    # Upscales refine in tiles, so they answer to their own limit instead of the megapixels.
+    upscale_max_side: int = 4096
 
     @property
     def steps_allowed(self) -> str:
@@ -110,6 +103,7 @@ class SizeLimits:
             max_height=settings.max_height,
             max_megapixels=settings.max_megapixels,
             max_steps=settings.max_steps,
+            upscale_max_side=settings.upscale_max_side,
         )
 
 
@@ -163,6 +157,7 @@ class GenerationRequest:
     # template and trigger words are already in `prompt`.
     style: str = ""
     lora: LoraSpec | None = None
+    edit: ImageEdit | None = None  # set when the job starts from an image (fluxbot.core.edits)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -186,9 +181,20 @@ class GenerationRequest:
             raise RequestError("true_cfg_scale", self.true_cfg_scale, "a number from 1 to 20")
         if not 1 <= self.max_sequence_length <= 512:
             raise RequestError("max_sequence_length", self.max_sequence_length, "1 to 512")
+        if self.edit is not None and self.animation is not None:
+            raise RequestError("animation", "with an image", "text-to-image only")
 
     def check_limits(self, limits: SizeLimits) -> GenerationRequest:
         """Refuse sizes and steps beyond the operator's limits; returns self for chaining."""
+        if self.steps > limits.max_steps:
+            raise RequestError("steps", self.steps, limits.steps_allowed)
+        if self.is_upscale:
+            top = limits.upscale_max_side
+            if max(self.width, self.height) > top:
+                raise RequestError(
+                    "size", f"{self.width}x{self.height}", f"an upscale of at most {top} px a side"
+                )
+            return self
         for name, value, top in (
             ("width", self.width, limits.max_width),
             ("height", self.height, limits.max_height),
@@ -204,8 +210,6 @@ class GenerationRequest:
                 f"{self.width}x{self.height}",
                 f"at most {limits.max_megapixels:g} megapixels",
             )
-        if self.steps > limits.max_steps:
-            raise RequestError("steps", self.steps, limits.steps_allowed)
         return self
 
     @property
@@ -230,6 +234,40 @@ class GenerationRequest:
     def with_seed(self, seed: int) -> GenerationRequest:
         return replace(self, seed=seed)
 
+    @property
+    def is_upscale(self) -> bool:
+        return self.edit is not None and self.edit.pipeline is Pipeline.UPSCALE
+
+    @property
+    def denoise_steps(self) -> int:
+        """Steps the transformer really runs per image: an edit at strength s runs its share."""
+        if self.edit is None or self.edit.source_sha256 is None:
+            return self.steps
+        return denoise_steps(self.steps, self.edit.effective_strength)
+
+    @property
+    def tiles(self) -> int:
+        """Separate pipeline passes per image: the tiles of an upscale, else 1."""
+        if not self.is_upscale:
+            return 1
+        assert self.edit is not None and self.edit.tile is not None
+        return len(tile_grid(self.width, self.height, self.edit.tile))
+
+    @property
+    def pass_megapixels(self) -> float:
+        """Megapixels one transformer pass works on (a tile's, for an upscale)."""
+        if not self.is_upscale:
+            return self.megapixels
+        assert self.edit is not None and self.edit.tile is not None
+        box = tile_grid(self.width, self.height, self.edit.tile)[0]
+        return box.width * box.height / ONE_MEGAPIXEL
+
+    @property
+    def transformer_passes(self) -> int:
+        """Transformer calls a request costs: images x real steps x tiles, twice with true CFG."""
+        cfg = 2 if self.uses_true_cfg else 1
+        return self.image_count * self.denoise_steps * self.tiles * cfg
+
     def batch_key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one batched pipeline call."""
         return (
@@ -241,6 +279,7 @@ class GenerationRequest:
             self.uses_true_cfg,
             self.animation is None,
             self.lora,  # one LoRA per pipeline call: jobs batch only with the same style
+            None if self.edit is None else self.edit.batch_key(),
         )
 
     def to_params(self) -> dict[str, Any]:
@@ -269,6 +308,8 @@ class GenerationRequest:
                 "prompt_to": self.animation.prompt_to,
                 "fps": self.animation.fps,
             }
+        if self.edit:
+            params["edit"] = self.edit.to_params()
         return params
 
     @classmethod
@@ -277,6 +318,7 @@ class GenerationRequest:
         data = dict(params)
         anim = data.pop("animation", None)
         lora = data.pop("lora", None)
+        edit = data.pop("edit", None)
         allowed = {
             "prompt",
             "negative",
@@ -295,6 +337,8 @@ class GenerationRequest:
             kwargs["lora"] = LoraSpec.from_params(lora)
         if anim:
             kwargs["animation"] = AnimationSpec(**anim)
+        if edit:
+            kwargs["edit"] = ImageEdit.from_params(edit)
         return cls(**kwargs)
 
 

@@ -70,6 +70,13 @@ def describe_parameters(params: dict[str, Any]) -> str:
     parts = [str(params.get("prompt", ""))]
     if params.get("negative"):
         parts.append(f"Negative prompt: {params['negative']}")
+    edit = params.get("edit")
+    if edit:
+        parent = f" of {edit['parent']}" if edit.get("parent") else ""
+        source = (
+            f" (source sha256 {edit['source_sha256'][:12]})" if edit.get("source_sha256") else ""
+        )
+        parts.append(f"Operation: {edit['operation']}{parent}{source}")
     size = f"{params.get('width')}x{params.get('height')}"
     parts.append(
         f"Steps: {params.get('steps')}, Seed: {params.get('seed')}, Size: {size}, "

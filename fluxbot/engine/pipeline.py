@@ -28,6 +28,7 @@ from fluxbot.core.seeds import make_generators
 from fluxbot.core.styles import LoraSpec
 from fluxbot.devices.memory import LighterSettings
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey, private_pipeline
+from fluxbot.engine.image_ops import ImageOps
 from fluxbot.engine.lora import DEFAULT_CAPACITY, LoraAdapters
 from fluxbot.engine.memory_profiles import pin_execution_device
 
@@ -163,6 +164,8 @@ class FluxRunner:
         # hooks (~5 ms for FLUX) at each access, several times per job; the runner's device is
         # the answer for every placement fluxbot makes (resident, split, offloaded).
         pin_execution_device(pipe, torch.device(device))
+        # img2img and inpainting pipelines over the same modules (fluxbot.engine.image_ops).
+        self.image_ops = ImageOps(self)
 
     @classmethod
     def load(
@@ -448,6 +451,9 @@ class FluxRunner:
         want_preview: bool,
     ) -> list[GenerationResult]:
         first = requests[0]
+        if first.edit is not None and first.edit.source_sha256 is not None:
+            self.loras.activate(first.lora)  # the image pipelines share the transformer
+            return self.image_ops.generate(requests, on_step, cancel, lighter, want_preview)
         self._check_cancel(cancel)
         started = time.perf_counter()
         embeds, pooled, neg_embeds, neg_pooled = [], [], [], []
@@ -532,8 +538,15 @@ class FluxRunner:
         on_step: StepCallback | None,
         cancel: threading.Event | None,
         want_preview: bool,
+        *,
+        offset: int = 0,
+        total: int | None = None,
+        size: tuple[int, int] | None = None,
     ) -> Callable[..., dict[str, Any]]:
-        total = request.steps
+        """Progress, previews and cancel for one pipeline call; `offset`/`total` count steps
+        over several calls (an upscale's tiles), `size` is the call's image size."""
+        total = total if total is not None else request.denoise_steps
+        width, height = size or (request.width, request.height)
 
         def callback(pipe: Any, index: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             # The one place the pipeline's interrupt flag is touched.
@@ -542,9 +555,10 @@ class FluxRunner:
                 return kwargs
             if on_step is not None:
                 preview = None
-                if want_preview and index + 1 < total:
-                    preview = self._preview(kwargs["latents"], request.width, request.height)
-                on_step(StepProgress(index + 1, total, preview))
+                done = offset + index + 1
+                if want_preview and done < total:
+                    preview = self._preview(kwargs["latents"], width, height)
+                on_step(StepProgress(done, total, preview))
             return kwargs
 
         return callback

@@ -19,6 +19,7 @@ from fluxbot.engine.encoding import FORMATS, EncodedImage
 __all__ = ["FORMATS", "EncodedImage", "ImageFiles"]
 
 IMAGES_SUBDIR = "images"
+SOURCES_SUBDIR = "sources"  # images jobs start from (uploads, parents' images), by hash
 TEMP_SUFFIX = ".tmp"
 
 
@@ -37,15 +38,17 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class ImageFiles:
-    """Owns `<data_dir>/images`: naming, atomic writes, removal and the orphan sweep.
+    """Owns `<data_dir>/images` (or another subdirectory): naming, atomic writes, removal and
+    the orphan sweep.
 
     Paths given out and taken in are relative to the data dir, with '/' separators, which is
     what image rows store.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, subdir: str = IMAGES_SUBDIR) -> None:
         self.data_dir = Path(data_dir)
-        self.root = self.data_dir / IMAGES_SUBDIR
+        self.subdir = subdir
+        self.root = self.data_dir / subdir
 
     def relative_path(
         self, public_id: str, index: int, image: EncodedImage, created: datetime
@@ -57,7 +60,7 @@ class ImageFiles:
     def absolute(self, relative: str) -> Path:
         path = (self.data_dir / relative).resolve()
         if not path.is_relative_to(self.root.resolve()):
-            raise ValueError(f"{relative!r} is outside the images directory")
+            raise ValueError(f"{relative!r} is outside the {self.subdir} directory")
         return path
 
     def write(self, relative: str, data: bytes) -> Path:
@@ -76,6 +79,14 @@ class ImageFiles:
             raise
         _fsync_dir(final.parent)
         return final
+
+    def source_path(self, user_id: int, sha256: str, extension: str) -> str:
+        """Where a user's source image lives: content-addressed within the user's folder, so
+        the same upload is kept once and forgetting a user removes one folder's files."""
+        return str(PurePosixPath(self.subdir, str(user_id), f"{sha256}.{extension}"))
+
+    def read(self, relative: str) -> bytes:
+        return self.absolute(relative).read_bytes()
 
     def remove(self, relatives: Iterable[str]) -> int:
         """Delete files (missing ones are fine); returns how many were removed."""

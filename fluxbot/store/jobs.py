@@ -80,13 +80,16 @@ class JobRepo:
         kind: JobKind = JobKind.IMAGINE,
         origin: Origin | None = None,
         parent_id: int | None = None,
+        private: bool = False,
         now: datetime | None = None,
     ) -> JobRow:
         """Store a new queued job and the seed it uses; it is committed when this returns.
 
         Call it before telling the user the job is queued, so a crash cannot lose a job
-        the user was promised.
+        the user was promised. A job made from an image records its operation and source
+        (from `request.edit`); store the source first (`Store.sources.save`).
         """
+        edit = request.edit
         origin = origin or Origin()
         now = now or utcnow()
         expires = origin.token_expires_at
@@ -104,6 +107,9 @@ class JobRepo:
                 token_expires_at=expires,
                 kind=kind,
                 parent_id=parent_id,
+                operation=None if edit is None else str(edit.operation),
+                source_sha256=None if edit is None else edit.source_sha256,
+                private=private,
                 prompt=request.prompt,
                 negative=request.negative,
                 params=request.to_params(),

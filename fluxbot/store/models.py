@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -108,6 +109,12 @@ class JobRow(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True
     )
+    # How the job was made from an image (fluxbot.core.edits.Operation), and from which one:
+    # the parent's image or an upload, kept as a `source_images` row of this job's user.
+    operation: Mapped[str | None] = mapped_column(String(ENUM_LENGTH))
+    source_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Private jobs are seen by their owner (and admins) only; children of a private job are too.
+    private: Mapped[bool] = mapped_column(default=False, server_default=false())
     prompt: Mapped[str] = mapped_column(Text)
     negative: Mapped[str] = mapped_column(Text, default="")
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -176,6 +183,29 @@ class Image(Base):
         return (
             f"Image(job_id={self.job_id}, index={self.index}, seed={self.seed}, path={self.path!r})"
         )
+
+
+class SourceImage(Base):
+    """An image a user's jobs started from (an upload, or a parent job's image), stored once
+    per user and hash so those jobs can be run again bit for bit; part of the user's data."""
+
+    __tablename__ = "source_images"
+    __table_args__ = (
+        UniqueConstraint("user_id", "sha256", name="uq_source_images_user_id_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(512), unique=True)
+    format: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column("bytes", BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"SourceImage(user_id={self.user_id}, sha256={self.sha256[:12]!r})"
 
 
 class SeedUse(Base):

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
-from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse, User
+from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse, SourceImage, User
 
 _CHUNK = 500  # stay far below SQLite's limit on bound parameters
 
@@ -66,9 +66,21 @@ async def delete_jobs(db: Database, files: ImageFiles, job_ids: Sequence[int]) -
     )
 
 
-async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Removal:
-    """Forget a user: their jobs, images (rows and files), seed history and settings."""
+async def delete_user_data(
+    db: Database, files: ImageFiles, user_id: int, sources: ImageFiles | None = None
+) -> Removal:
+    """Forget a user: their jobs, images (rows and files), source images (uploads and the
+    images their jobs started from), seed history and settings."""
     async with db.write() as session:
+        source_rows = await session.execute(
+            select(SourceImage.path, SourceImage.size_bytes).where(SourceImage.user_id == user_id)
+        )
+        source_paths = []
+        source_size = 0
+        for path, size_bytes in source_rows:
+            source_paths.append(path)
+            source_size += size_bytes
+        await session.execute(delete(SourceImage).where(SourceImage.user_id == user_id))
         jobs = list(
             await session.execute(select(JobRow.id, JobRow.status).where(JobRow.user_id == user_id))
         )
@@ -80,10 +92,12 @@ async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Rem
             CursorResult[Any], await session.execute(delete(User).where(User.id == user_id))
         )
     await asyncio.to_thread(files.remove, paths)
+    if sources is not None:
+        await asyncio.to_thread(sources.remove, source_paths)
     return Removal(
         jobs=len(job_ids),
-        images=len(paths),
-        bytes_freed=size,
+        images=len(paths) + len(source_paths),
+        bytes_freed=size + source_size,
         active_job_ids=active_ids,
         user_deleted=deleted.rowcount > 0,
     )

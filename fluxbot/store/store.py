@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import JobStatus
 from fluxbot.store.db import Database, is_memory
-from fluxbot.store.files import EncodedImage, ImageFiles
+from fluxbot.store.files import SOURCES_SUBDIR, EncodedImage, ImageFiles
 from fluxbot.store.images import ImageRepo
 from fluxbot.store.jobs import JobRepo
 from fluxbot.store.migrate import upgrade_database
@@ -23,6 +23,7 @@ from fluxbot.store.recovery import DEFAULT_MAX_ATTEMPTS, Recovery, recover_inter
 from fluxbot.store.removal import Removal, delete_jobs, delete_user_data
 from fluxbot.store.results import save_images
 from fluxbot.store.retention import RetentionPolicy, prune
+from fluxbot.store.sources import SourceRepo
 from fluxbot.store.users import UserRepo
 
 
@@ -48,6 +49,7 @@ class Store:
         self.users = UserRepo(db)
         self.jobs = JobRepo(db)
         self.images = ImageRepo(db)
+        self.sources = SourceRepo(db, ImageFiles(self.data_dir, SOURCES_SUBDIR))
 
     @classmethod
     async def open(
@@ -105,7 +107,10 @@ class Store:
     async def sweep_orphans(self) -> list[str]:
         """Delete image files no row points at, and temp files; only while nothing is saving."""
         known = await self.images.known_paths()
-        return await asyncio.to_thread(self.files.sweep, known)
+        orphans = await asyncio.to_thread(self.files.sweep, known)
+        known_sources = await self.sources.known_paths()
+        orphans += await asyncio.to_thread(self.sources.files.sweep, known_sources)
+        return orphans
 
     async def save_images(self, job: JobRow, images: Sequence[EncodedImage]) -> JobRow:
         """Store `images` as the job's images (files durable first, then rows)."""
@@ -164,4 +169,4 @@ class Store:
 
     async def delete_user(self, user_id: int) -> Removal:
         """Forget everything about a user (rows and files); cancel `active_job_ids` after."""
-        return await delete_user_data(self.db, self.files, user_id)
+        return await delete_user_data(self.db, self.files, user_id, self.sources.files)

@@ -158,3 +158,41 @@ def test_db_upgrade_creates_the_database(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("FLUXBOT_DATA_DIR", str(tmp_path / "data"))
     assert main(["db", "upgrade"]) == 0
     assert (tmp_path / "data" / "fluxbot.db").stat().st_size > 0
+
+
+def test_vary_a_file_is_reproducible_and_says_where_it_came_from(
+    tmp_path: Path, tiny_runner, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from fluxbot.core.requests import GenerationRequest
+    from fluxbot.engine.encoding import encode_result
+
+    made = tiny_runner.generate([GenerationRequest("a red fox", 4, width=256, height=256, steps=2)])
+    (tmp_path / "a.png").write_bytes(encode_result(made[0], "tiny-random")[0].data)
+    args = ("vary", "--model", "tiny-random", "a.png", "--seed", "9", "--strong")
+    first = fluxbot(*args, "--out", "v1.png", cwd=tmp_path)  # another process
+    assert first.returncode == 0, first.stderr
+    assert "vary (strength 0.7)" in first.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--out", "v2.png"]) == 0
+    params = read_parameters((tmp_path / "v1.png").read_bytes())
+    assert params["prompt"] == "a red fox" and params["seed"] == 9 and params["steps"] == 2
+    assert params["edit"]["operation"] == "vary" and params["edit"]["strength"] == 0.7
+    with Image.open(tmp_path / "v1.png") as x, Image.open(tmp_path / "v2.png") as y:
+        assert x.size == (256, 256)
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_image_options_are_checked_before_loading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    cases = [
+        (["generate", "fox", "--image", str(tmp_path / "notes.txt")], "a PNG, JPEG or WebP"),
+        (["generate", "fox", "--strength", "0.5"], "used only with --image"),
+        (["vary", str(tmp_path / "notes.txt")], "a PNG, JPEG or WebP"),
+        (["pan", "abc123"], "--direction"),
+        (["zoom", "nosuchjob"], "a job id from the store or a file"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--model", "tiny-random"]) == 2, argv
+        assert message in capsys.readouterr().err

@@ -291,6 +291,33 @@ async def test_small_compatible_jobs_are_batched_in_round_robin_order() -> None:
     assert images == {"a0": 1, "a1": 2, "a2": 1, "b0": 1, "c0": 1, "d0": 1, "d1": 1}
 
 
+async def test_image_jobs_batch_only_with_like_jobs() -> None:
+    from fluxbot.core.edits import ImageEdit, Operation
+
+    def vary(strength: float, sha: str = "ab" * 32) -> ImageEdit:
+        return ImageEdit(Operation.VARY, source_sha256=sha, strength=strength, source=b"x")
+
+    runner = FakeRunner()
+    scheduler = Scheduler([local_worker(runner)], batch_small_jobs=True, user_queue_cap=10)
+    scheduler.pause()
+    await scheduler.start()
+    handles = [
+        scheduler.submit(job("text", user_id=1)),
+        scheduler.submit(job("subtle1", user_id=2, edit=vary(0.35))),
+        scheduler.submit(job("strong", user_id=3, edit=vary(0.7))),
+        scheduler.submit(job("subtle2", user_id=4, edit=vary(0.35, "cd" * 32))),
+        scheduler.submit(job("text2", user_id=5)),
+    ]
+    scheduler.resume()
+    await results(handles)
+    await scheduler.shutdown()
+    assert sorted(c.prompts for c in runner.calls) == [
+        ["strong"],
+        ["subtle1", "subtle2"],
+        ["text", "text2"],
+    ]
+
+
 async def test_without_batching_each_job_runs_alone() -> None:
     runner = FakeRunner()
     scheduler = Scheduler([local_worker(runner)], batch_small_jobs=False)

@@ -17,7 +17,7 @@ from fluxbot.store.migrate import alembic_config, head_revision, migrations_dir
 
 from .helpers import make_request, sqlite_url
 
-TABLES = {"users", "jobs", "images", "seed_history"}
+TABLES = {"users", "jobs", "images", "seed_history", "source_images"}
 
 
 async def _diff(url: str, metadata: MetaData) -> list[object]:
@@ -111,5 +111,39 @@ async def test_store_opens_from_settings(tmp_path: Path) -> None:
         assert store.data_dir == settings.data_dir
         assert (settings.data_dir / "fluxbot.db").is_file()
         assert await current_revision(settings.db_url) == head_revision()
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_before_image_jobs_upgrades(tmp_path: Path) -> None:
+    """A 0001 database with jobs in it gains the image-job columns; its jobs stay public."""
+    url = sqlite_url(tmp_path / "old.db")
+    await upgrade_database(url, "0001")
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO users (id, seed_profile, default_aspect, default_steps, "
+                    "private_results, banned, created_at) VALUES "
+                    "(5, 'random', '1:1', 4, 0, 0, '2025-11-26 00:00:00+00:00')"
+                )
+            )
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO jobs (public_id, user_id, kind, prompt, negative, params, seed, "
+                    "status, attempts, created_at) VALUES ('old1', 5, 'imagine', 'a fox', '', "
+                    """'{"prompt": "a fox", "seed": 3}', 3, 'done', 1, """
+                    "'2025-11-26 00:00:00+00:00')"
+                )
+            )
+    finally:
+        await engine.dispose()
+    store = await Store.open(url, tmp_path / "data")
+    try:
+        job = await store.jobs.get(1)
+        assert job is not None
+        assert (job.private, job.operation, job.source_sha256) == (False, None, None)
+        assert job.request.edit is None and job.request.seed == 3
     finally:
         await store.close()

@@ -63,7 +63,16 @@ class JobButton(
 
 
 def result_view(row: JobRow) -> discord.ui.View:
+    """🔁 🎲 ❌ on the first row, then the image operations (fluxbot.bot.cogs.edits)."""
+    from fluxbot.bot.cogs.edits import image_rows
+
     view = discord.ui.View(timeout=None)
     for action in ACTIONS:
-        view.add_item(JobButton(action, row.public_id))
+        button = JobButton(action, row.public_id)
+        button.item.row = 0
+        view.add_item(button)
+    for number, buttons in enumerate(image_rows(row), start=1):
+        for button in buttons:
+            button.item.row = number
+            view.add_item(button)
     return view

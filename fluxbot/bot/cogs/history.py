@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from fluxbot.app.access import may_view
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin
 from fluxbot.bot.cogs.controls import result_view
@@ -42,9 +43,11 @@ def history_embed(page: JobPage, user_id: int) -> discord.Embed:
     for job in page.jobs:
         prompt = job.prompt if len(job.prompt) <= 80 else job.prompt[:79] + "…"
         when = int(job.created_at.timestamp())
+        origin = presenters.lineage(job)
+        origin_line = f"\n↳ {origin}" if origin else ""
         embed.add_field(
             name=f"`{job.public_id}` · {job.status} · seed {job.seed}",
-            value=f"{prompt}\n<t:{when}:R>",
+            value=f"{prompt}{origin_line}\n<t:{when}:R>",
             inline=False,
         )
     embed.set_footer(text=f"Page {page.page + 1} of {page.pages} · {page.total} job(s)")
@@ -162,9 +165,11 @@ class History(commands.Cog):
         row = await self.bot.store.jobs.by_public_id(job_id.strip())
         if row is None:
             raise UserError(f"There is no job `{job_id.strip()[:16]}`.")
+        if not may_view(row, interaction.user.id, admin=is_admin(interaction)):
+            raise NotAllowed(f"Job `{row.public_id}` is private: only its owner can show it.")
         if not row.images:
             raise UserError(f"Job `{row.public_id}` has no images ({row.status}).")
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=row.private)
         images = await self.bot.store.read_images(row)
         files, notes = presenters.upload_files(row, images, interaction.filesize_limit)
         device_s = sum(
@@ -172,9 +177,10 @@ class History(commands.Cog):
         )
         embed = presenters.result_embed(row, images, device_s, notes)
         message = await interaction.followup.send(
-            embed=embed, files=files, view=result_view(row), wait=True
+            embed=embed, files=files, view=result_view(row), wait=True, ephemeral=row.private
         )
-        await self.bot.store.jobs.set_messages(row.id, result_message_id=message.id)
+        if not row.private:
+            await self.bot.store.jobs.set_messages(row.id, result_message_id=message.id)
 
     @app_commands.command(name="seed", description="Your recent seeds and your seed profile")
     @app_commands.describe(

@@ -10,12 +10,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from fluxbot.app.uploads import Upload, check_declared_size, check_upload
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.checks import is_admin_id
 from fluxbot.bot.cogs.controls import EMOJI_ACTIONS, JobButton
 from fluxbot.bot.cogs.errors import send_error
 from fluxbot.bot.cogs.styles import style_choices
 from fluxbot.bot.live import LiveJob, StatusTarget
+from fluxbot.core.edits import STRENGTH_MAX, STRENGTH_MIN
 from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import (
     ASPECT_PRESETS,
@@ -26,6 +28,7 @@ from fluxbot.core.requests import (
     GenerationRequest,
     JobKind,
     JobStatus,
+    RequestError,
 )
 from fluxbot.core.seeds import SeedProfile, next_seed, random_seed
 from fluxbot.store.jobs import Origin
@@ -58,6 +61,8 @@ class Imagine(commands.Cog):
         count=f"How many images, 1 to {MAX_COUNT}",
         private="Only you see the result",
         style="A style of this bot (see /styles): a LoRA and/or prompt preset",
+        image="Start from this picture (PNG, JPEG or WebP, at most 25 MiB and 4096 px a side)",
+        strength="With an image: how much may change, 0.05 to 1.0 (default 0.6)",
     )
     @app_commands.choices(aspect=ASPECT_CHOICES)
     @app_commands.autocomplete(style=style_choices)
@@ -72,10 +77,13 @@ class Imagine(commands.Cog):
         count: app_commands.Range[int, 1, MAX_COUNT] | None = None,
         private: bool | None = None,
         style: app_commands.Range[str, 1, 100] | None = None,
+        image: discord.Attachment | None = None,
+        strength: app_commands.Range[float, STRENGTH_MIN, STRENGTH_MAX] | None = None,
     ) -> None:
         user = await self._user(interaction)
         ephemeral = user.private_results if private is None else private
         chosen = self.bot.engine.styles.require(style) if style else None
+        upload = await _checked_upload(image, strength)
         draft = self.bot.engine.composer.draft(
             prompt,
             negative=negative,
@@ -89,7 +97,9 @@ class Imagine(commands.Cog):
             style=chosen,
         )
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        await self._start(interaction, draft, JobKind.IMAGINE, private=ephemeral)
+        await self._start(
+            interaction, draft, JobKind.IMAGINE, private=ephemeral, upload=upload, strength=strength
+        )
 
     @app_commands.command(name="animate", description="A looping GIF morphing between two seeds")
     @app_commands.describe(
@@ -142,9 +152,18 @@ class Imagine(commands.Cog):
         return await self.bot.store.users.claim_seed(user_id, pick)
 
     async def _start(
-        self, interaction: discord.Interaction, draft: Draft, kind: JobKind, *, private: bool
+        self,
+        interaction: discord.Interaction,
+        draft: Draft,
+        kind: JobKind,
+        *,
+        private: bool,
+        upload: Upload | None = None,
+        strength: float | None = None,
     ) -> None:
         request = draft.finish(await self._seed_for(interaction.user.id, draft.seed))
+        if upload is not None:
+            request = self.bot.engine.deriver.from_upload(upload, request, strength)
         origin = Origin(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
@@ -152,7 +171,13 @@ class Imagine(commands.Cog):
             application_id=interaction.application_id,
         )
         submission = await self.bot.service.submit(
-            interaction.user.id, request, kind=kind, origin=origin, want_preview=True
+            interaction.user.id,
+            request,
+            kind=kind,
+            origin=origin,
+            want_preview=True,
+            private=private,
+            source=upload,
         )
         job_id = submission.row.public_id
         # Known before the first await: a fast job may be posted while its status is sent.
@@ -282,6 +307,23 @@ class Imagine(commands.Cog):
                 log.info("could not delete the result message of job %s", row.public_id)
         await self.bot.store.delete_jobs([row.id])
         return f"Deleted job `{row.public_id}` and its images."
+
+
+async def _checked_upload(
+    image: discord.Attachment | None, strength: float | None
+) -> Upload | None:
+    """The /imagine `image` option, checked by its declared size, then by its content; a
+    `strength` without an image is refused. Nothing is queued before this passes."""
+    if image is None:
+        if strength is not None:
+            raise RequestError("strength", strength, "used only together with `image`")
+        return None
+    check_declared_size(image.size)
+    try:
+        data = await image.read()
+    except discord.HTTPException as exc:
+        raise UserError(f"Could not download `image` ({exc.status}); try again.") from None
+    return check_upload(data)
 
 
 def _nsfw(channel: object) -> bool:

@@ -41,6 +41,22 @@ def status_text(public_id: str, event: PositionEvent | StartedEvent | ProgressEv
     return f"🎨 `{public_id}` step {event.step}/{event.total} {bar}"
 
 
+def lineage(row: JobRow) -> str | None:
+    """Where a job's image came from, for people: "vary (strength 0.35) of `abc123`"."""
+    edit = (row.params or {}).get("edit")
+    if not edit:
+        return None
+    from fluxbot.core.edits import ImageEdit, Operation
+
+    described = ImageEdit.from_params(edit).describe()
+    if edit.get("parent"):
+        image = f" image {edit['parent_index'] + 1}" if edit.get("parent_index") else ""
+        return f"{described} of `{edit['parent']}`{image}"
+    if edit.get("operation") == Operation.IMAGE:
+        return f"{described} from an uploaded image"
+    return described
+
+
 def result_embed(
     row: JobRow, images: Sequence[EncodedImage], device_s: float, notes: Sequence[str]
 ) -> discord.Embed:
@@ -57,6 +73,9 @@ def result_embed(
         embed.add_field(name="Negative", value=_short(request.negative, 1024), inline=False)
     embed.add_field(name="Device time", value=f"{device_s:.2f} s")
     embed.add_field(name="Job", value=f"`{row.public_id}`")
+    origin = lineage(row)
+    if origin:
+        embed.add_field(name="From", value=origin, inline=False)
     if notes:
         embed.description = "\n".join(f"ℹ️ {note}" for note in notes)
     embed.set_footer(text="🔁 same seed · 🎲 new seed · ❌ cancel/delete")

@@ -160,6 +160,8 @@ class ResultPoster:
             mention += " 🔁 same seed"
         elif row.kind is JobKind.VARIATION:
             mention += " 🎲 new seed"
+        elif row.kind is JobKind.EDIT:
+            mention += f" {presenters.lineage(row)}"
         content = f"{mention} {text}".strip()
         if interaction is not None and fresh(interaction) and reply_to is None:
             try:

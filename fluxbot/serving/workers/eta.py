@@ -15,13 +15,15 @@ DEFAULT_S_PER_MEGAPIXEL_STEP = 0.5
 
 
 def size_class(request: GenerationRequest) -> float:
-    """Megapixel bucket for speed statistics: 1/16 (256x256), 1/4 (512x512), 1/2, 1, 2, ..."""
-    return 2.0 ** max(-4, math.ceil(math.log2(max(request.megapixels, 1e-6))))
+    """Megapixel bucket for speed statistics: 1/16 (256x256), 1/4 (512x512), 1/2, 1, 2, ...
+    of one transformer pass (an upscale's tile, not its whole target)."""
+    return 2.0 ** max(-4, math.ceil(math.log2(max(request.pass_megapixels, 1e-6))))
 
 
 def work_units(request: GenerationRequest) -> float:
-    """Transformer passes a request costs: images x steps, twice with true CFG."""
-    return request.image_count * request.steps * (2 if request.uses_true_cfg else 1)
+    """Transformer passes a request costs: images x the steps it really runs (an image job at
+    strength s runs its share) x tiles, twice with true CFG."""
+    return request.transformer_passes
 
 
 class SpeedModel:

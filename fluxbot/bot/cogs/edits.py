@@ -1,0 +1,268 @@
+"""Buttons that start from a result's image: Vary (Subtle/Strong), Remix (a modal), Upscale ×2,
+Zoom out ×1.5/×2, Pan ⬅️➡️⬆️⬇️, and U1..U4 / V1..V4 under a result of several images.
+
+Restart-proof: each button is a `DynamicItem` whose custom id carries the operation, the job
+and the image (`flux:img:vary1:abc123:0`), and the remix modal's submission is handled by a
+listener that reads its custom id (`flux:remix:abc123:0`), so neither needs the process that
+posted it. The job itself is made by `fluxbot.app.derive` (permissions, lineage, privacy).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from fluxbot.app.access import may_view
+from fluxbot.bot.cogs.checks import is_admin_id
+from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
+from fluxbot.bot.live import LiveJob
+from fluxbot.core.edits import REMIX_STRENGTH, VARY_STRONG, VARY_SUBTLE, Operation, check_strength
+from fluxbot.core.requests import RequestError
+from fluxbot.store.jobs import Origin
+from fluxbot.store.models import JobRow
+
+if TYPE_CHECKING:
+    from fluxbot.bot.client import FluxBot
+
+log = logging.getLogger(__name__)
+
+# code -> (label, emoji, operation, derive options)
+OPERATIONS: dict[str, tuple[str | None, str | None, Operation, dict[str, Any]]] = {
+    "vary1": ("Vary (Subtle)", None, Operation.VARY, {"strength": VARY_SUBTLE}),
+    "vary2": ("Vary (Strong)", None, Operation.VARY, {"strength": VARY_STRONG}),
+    "remix": ("Remix", "🖌️", Operation.REMIX, {}),
+    "up": ("Upscale ×2", None, Operation.UPSCALE, {}),
+    "z15": ("Zoom out ×1.5", None, Operation.ZOOM, {"zoom": 1.5}),
+    "z2": ("Zoom out ×2", None, Operation.ZOOM, {"zoom": 2.0}),
+    "pl": (None, "⬅️", Operation.PAN, {"pan": "left"}),
+    "pr": (None, "➡️", Operation.PAN, {"pan": "right"}),
+    "pu": (None, "⬆️", Operation.PAN, {"pan": "up"}),
+    "pd": (None, "⬇️", Operation.PAN, {"pan": "down"}),
+}
+SINGLE_ROWS = (("vary1", "vary2", "remix", "up"), ("z15", "z2"), ("pl", "pr", "pu", "pd"))
+REMIX_ID = re.compile(r"flux:remix:(?P<job>[0-9A-Za-z]{4,16}):(?P<index>[0-3])")
+TEXT_INPUT_MAX = 4000  # Discord's limit for one text input
+
+
+class ImageButton(
+    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    template=r"flux:img:(?P<op>vary1|vary2|remix|up|z15|z2|pl|pr|pu|pd):"
+    r"(?P<job>[0-9A-Za-z]{4,16}):(?P<index>[0-3])",
+):
+    """One image operation on image `index` of a job; U1/V1... when the job made several."""
+
+    def __init__(self, op: str, job_id: str, index: int, *, several: bool = False) -> None:
+        label, emoji, _operation, _options = OPERATIONS[op]
+        if several:  # Midjourney's U1..U4 / V1..V4
+            label, emoji = f"{'U' if op == 'up' else 'V'}{index + 1}", None
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"flux:img:{op}:{job_id}:{index}",
+            )
+        )
+        self.op, self.job_id, self.index = op, job_id, index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ImageButton:
+        return cls(match["op"], match["job"], int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog: ImageOps | None = interaction.client.get_cog("ImageOps")  # type: ignore[attr-defined]
+        if cog is not None:
+            await cog.on_button(interaction, self.op, self.job_id, self.index)
+
+
+def image_rows(row: JobRow) -> list[list[ImageButton]]:
+    """The operations under a finished still result: all of them for one image, U/V for
+    several (each U or V picks an image; the new result then has every button)."""
+    params = row.params or {}
+    if params.get("animation") or not row.images:
+        return []
+    count = len(row.images)
+    if count > 1:
+        return [
+            [ImageButton("up", row.public_id, i, several=True) for i in range(count)],
+            [ImageButton("vary1", row.public_id, i, several=True) for i in range(count)],
+        ]
+    return [[ImageButton(op, row.public_id, 0) for op in ops] for ops in SINGLE_ROWS]
+
+
+class RemixModal(discord.ui.Modal):
+    """The remix form: the prompt prefilled, a strength, and where to start from. Its
+    submission is handled by `ImageOps.on_interaction` (restart-proof), not here."""
+
+    def __init__(self, row: JobRow, index: int) -> None:
+        super().__init__(title="Remix", custom_id=f"flux:remix:{row.public_id}:{index}")
+        self.add_item(
+            discord.ui.TextInput(
+                label="Prompt",
+                custom_id="prompt",
+                style=discord.TextStyle.paragraph,
+                default=row.prompt[:TEXT_INPUT_MAX],
+                max_length=TEXT_INPUT_MAX,
+            )
+        )
+        self.add_item(
+            discord.ui.TextInput(
+                label="Strength, 0.05 to 1.0 (how much may change)",
+                custom_id="strength",
+                default=f"{REMIX_STRENGTH:g}",
+                required=False,
+                max_length=8,
+            )
+        )
+        self.add_item(
+            discord.ui.TextInput(
+                label="Start from: image, or scratch (same seed)",
+                custom_id="start",
+                default="image",
+                max_length=8,
+            )
+        )
+
+
+def _modal_values(data: dict[str, Any]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    stack = list(data.get("components") or [])
+    while stack:
+        component = stack.pop()
+        stack.extend(component.get("components") or [])
+        if "component" in component:  # a label wrapping its input
+            stack.append(component["component"])
+        if "custom_id" in component and "value" in component:
+            values[component["custom_id"]] = str(component["value"])
+    return values
+
+
+def _nsfw(channel: object) -> bool:
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
+class ImageOps(commands.Cog):
+    """Turns the image buttons and the remix form into jobs made from a result."""
+
+    def __init__(self, bot: FluxBot) -> None:
+        self.bot = bot
+
+    async def _parent(self, job_id: str) -> JobRow:
+        row = await self.bot.store.jobs.by_public_id(job_id)
+        if row is None:
+            raise UserError(f"Job `{job_id}` no longer exists.")
+        return row
+
+    def _admin(self, interaction: discord.Interaction) -> bool:
+        permissions = interaction.permissions if interaction.guild else None
+        return is_admin_id(self.bot, interaction.user.id, permissions)
+
+    async def on_button(
+        self, interaction: discord.Interaction, op: str, job_id: str, index: int
+    ) -> None:
+        try:
+            row = await self._parent(job_id)
+            if op == "remix":
+                # A modal must be the first answer: check who may use the job before opening it.
+                if not may_view(row, interaction.user.id, admin=self._admin(interaction)):
+                    raise NotAllowed(f"Job `{row.public_id}` is private: only its owner can use it")
+                await interaction.response.send_modal(RemixModal(row, index))
+                return
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            _label, _emoji, operation, options = OPERATIONS[op]
+            message = await self.submit(interaction, row, operation, index, **options)
+            await interaction.followup.send(message, ephemeral=True)
+        except Exception as exc:  # buttons have no tree error handler
+            await send_error(interaction, exc)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Remix forms, whenever they were opened (the modal object may predate a restart)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = interaction.data or {}  # type: ignore[assignment]
+        match = REMIX_ID.fullmatch(str(data.get("custom_id", "")))
+        if match is None:
+            return
+        try:
+            values = _modal_values(data)
+            start = values.get("start", "image").strip().lower()
+            if start not in ("image", "scratch"):
+                raise RequestError("start from", values.get("start"), "image or scratch")
+            strength_text = values.get("strength", "").strip()
+            strength = check_strength(strength_text) if strength_text else None
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            row = await self._parent(match["job"])
+            message = await self.submit(
+                interaction,
+                row,
+                Operation.REMIX,
+                int(match["index"]),
+                prompt=values.get("prompt") or row.prompt,
+                strength=strength,
+                from_scratch=start == "scratch",
+            )
+            await interaction.followup.send(message, ephemeral=True)
+        except Exception as exc:
+            await send_error(interaction, exc)
+
+    async def submit(
+        self,
+        interaction: discord.Interaction,
+        row: JobRow,
+        operation: Operation,
+        index: int,
+        **options: Any,
+    ) -> str:
+        """Make and queue the job; returns what to tell the user."""
+        user = await self.bot.store.users.get_or_create(interaction.user.id)
+        if user.banned:
+            raise NotAllowed("You are not allowed to make images with this bot.")
+        job = await self.bot.engine.deriver.from_job(
+            row,
+            interaction.user.id,
+            operation,
+            index=index,
+            admin=self._admin(interaction),
+            strict=not _nsfw(interaction.channel),
+            **options,
+        )
+        origin = Origin(
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            interaction_id=interaction.id,
+            application_id=interaction.application_id,
+        )
+        submission = await self.bot.service.submit_image_job(
+            interaction.user.id, job, origin=origin, want_preview=True
+        )
+        child = submission.row
+        live = LiveJob(child.public_id, private=child.private)
+        message = interaction.message
+        if child.private:
+            # Private: the result goes to this interaction's ephemeral followup (or by DM).
+            live.interaction = interaction
+            live.upload_limit = interaction.filesize_limit
+        elif message is not None and row.result_message_id == message.id:
+            channel = self.bot.get_partial_messageable(message.channel.id, guild_id=row.guild_id)
+            live.reply_to = channel.get_partial_message(message.id)
+        self.bot.poster.follow(submission.handle, live)
+        assert job.request.edit is not None
+        place = submission.place
+        where = f", position {place.position}" if place else ""
+        return (
+            f"{job.request.edit.describe().capitalize()} of `{row.public_id}`: "
+            f"job `{child.public_id}` (seed {job.request.seed}{where})."
+        )
+
+
+async def setup(bot: FluxBot) -> None:
+    bot.add_dynamic_items(ImageButton)
+    await bot.add_cog(ImageOps(bot))

@@ -1,0 +1,391 @@
+"""Jobs that start from an image: img2img (vary, remix, image prompts), tiled upscale, and
+outpainting (zoom out, pan) with diffusers' FluxImg2ImgPipeline and FluxInpaintPipeline.
+
+Both pipelines are built with `from_pipe` from the runner's loaded FluxPipeline: they share its
+modules, so the weights exist once per replica and whatever the memory and speed profiles did
+to them (placement, offload hooks, fp8 linears, compiled blocks) holds for every pipeline.
+Prompt embeddings come from the runner's cache (and its text-encoder graphs); the latents are
+decoded by the runner, as for text jobs.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fluxbot.core.edits import MASK_OVERLAP, Box, ImageEdit, Pipeline, tile_grid
+from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
+from fluxbot.core.seeds import advance_seed, make_generators
+from fluxbot.devices.memory import LighterSettings
+from fluxbot.engine.memory_profiles import pin_execution_device
+
+StepCallback = Callable[[Any], None]
+
+
+class RunnerParts(Protocol):
+    """What the image jobs use of their `FluxRunner` (fluxbot.engine.pipeline builds this
+    module's `ImageOps` with itself): the loaded pipeline, embeddings, progress and decoding."""
+
+    pipe: Any
+    device: str
+
+    def _check_cancel(self, cancel: threading.Event | None) -> None: ...
+
+    def _request_embeds(self, request: GenerationRequest) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def _sync(self) -> None: ...
+
+    def _step_callback(
+        self,
+        request: GenerationRequest,
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        want_preview: bool,
+        *,
+        offset: int = 0,
+        total: int | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> Callable[..., dict[str, Any]]: ...
+
+    def _decode(
+        self, packed: torch.Tensor, width: int, height: int, lighter: LighterSettings | None
+    ) -> list[Image.Image]: ...
+
+
+log = logging.getLogger(__name__)
+
+DIFFUSERS_LATENT_CHANNELS = 16
+FILL_COLOUR = (127, 127, 127)  # the new border before noise covers it (strength 1.0)
+
+
+def load_source(edit: ImageEdit) -> Image.Image:
+    """The edit's source image as RGB (bytes checked on upload; here they must be present)."""
+    if not edit.source:
+        raise ValueError(f"the source image {edit.source_sha256} was not loaded")
+    with Image.open(io.BytesIO(edit.source)) as opened:
+        opened.load()
+        return opened.convert("RGB")
+
+
+def resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def outpaint_inputs(request: GenerationRequest) -> tuple[Image.Image, Image.Image, Image.Image]:
+    """(canvas with the source placed on it, mask (white = generate), the placed source alone)."""
+    edit = request.edit
+    assert edit is not None
+    layout = edit.layout(request.width, request.height)
+    box, keep = layout.source, layout.keep
+    placed = resized(load_source(edit), (box.width, box.height))
+    canvas = Image.new("RGB", layout.canvas, FILL_COLOUR)
+    canvas.paste(placed, (box.x, box.y))
+    mask = Image.new("L", layout.canvas, 255)
+    mask.paste(0, (keep.x, keep.y, keep.right, keep.bottom))
+    return canvas, mask, canvas.copy()
+
+
+def blend_weights(box: Box, canvas: tuple[int, int], ramp: int) -> np.ndarray:
+    """Per-pixel weights of a region: 1 inside, falling linearly to ~0 over `ramp` px at each
+    edge that lies inside the canvas (edges on the canvas border keep full weight)."""
+    ys = np.arange(box.height, dtype=np.float32)
+    xs = np.arange(box.width, dtype=np.float32)
+
+    def ramp_1d(pos: np.ndarray, length: int, low_open: bool, high_open: bool) -> np.ndarray:
+        weight = np.ones(length, dtype=np.float32)
+        if low_open:
+            weight = np.minimum(weight, (pos + 1) / (ramp + 1))
+        if high_open:
+            weight = np.minimum(weight, (length - pos) / (ramp + 1))
+        return weight
+
+    wy = ramp_1d(ys, box.height, box.y > 0, box.bottom < canvas[1])
+    wx = ramp_1d(xs, box.width, box.x > 0, box.right < canvas[0])
+    return wy[:, None] * wx[None, :]
+
+
+def paste_back(generated: Image.Image, original: Image.Image, keep: Box, ramp: int) -> Image.Image:
+    """The original pixels over the kept region, feathered into the generated ones, so what
+    the user kept stays exactly as it was (the VAE round trip would soften it)."""
+    canvas = generated.size
+    out = np.asarray(generated, dtype=np.float32).copy()
+    src = np.asarray(original, dtype=np.float32)
+    weight = blend_weights(keep, canvas, ramp)[..., None]
+    region = (slice(keep.y, keep.bottom), slice(keep.x, keep.right))
+    out[region] = weight * src[region] + (1 - weight) * out[region]
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+
+
+def share_components(cls: Any, base: Any) -> Any:
+    """A `cls` pipeline over `base`'s very modules: diffusers' `from_pipe` without its final
+    `.to(dtype)`, which would cast fp8 weights (the `fast` and `fp8` profiles) back to bf16 in
+    place and trip over offload hooks. Only the scheduler is new: img2img moves its start."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    components = {k: v for k, v in base.components.items() if k in accepted}
+    components["scheduler"] = type(base.scheduler).from_config(base.scheduler.config)
+    pipe = cls(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class ImageOps:
+    """The image pipelines of one runner, built on first use (from_pipe: no new weights)."""
+
+    def __init__(self, runner: RunnerParts) -> None:
+        self._runner = runner
+        self._pipes: dict[Pipeline, Any] = {}
+
+    def pipeline(self, kind: Pipeline) -> Any:
+        pipe = self._pipes.get(kind)
+        if pipe is None:
+            from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline
+
+            cls = FluxInpaintPipeline if kind is Pipeline.INPAINT else FluxImg2ImgPipeline
+            if kind is Pipeline.UPSCALE and Pipeline.IMG2IMG in self._pipes:
+                pipe = self._pipes[Pipeline.IMG2IMG]
+            else:
+                pipe = share_components(cls, self._runner.pipe)
+                pin_execution_device(pipe, torch.device(self._runner.device))
+            self._pipes[kind] = pipe
+        return pipe
+
+    def shares_weights(self) -> bool:
+        """Whether every built pipeline uses the runner's own module objects."""
+        base = self._runner.pipe.components
+        return bool(self._pipes) and all(
+            pipe.components[name] is module
+            for pipe in self._pipes.values()
+            for name, module in base.items()
+            if isinstance(module, torch.nn.Module)
+        )
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        lighter: LighterSettings | None,
+        want_preview: bool,
+    ) -> list[GenerationResult]:
+        """Run requests of one batch key (same pipeline, size and strength)."""
+        edit = requests[0].edit
+        assert edit is not None
+        if edit.pipeline is Pipeline.UPSCALE:
+            return [self._upscale(r, on_step, cancel, lighter, want_preview) for r in requests]
+        return self._denoise_batch(requests, edit.pipeline, on_step, cancel, lighter, want_preview)
+
+    def _denoise_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        kind: Pipeline,
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        lighter: LighterSettings | None,
+        want_preview: bool,
+    ) -> list[GenerationResult]:
+        runner = self._runner
+        first = requests[0]
+        runner._check_cancel(cancel)
+        started = time.perf_counter()
+        embeds, pooled, inputs, masks, originals, generators = [], [], [], [], [], []
+        for request in requests:
+            e, p = runner._request_embeds(request)
+            embeds.append(e)
+            pooled.append(p)
+            if kind is Pipeline.INPAINT:
+                canvas, mask, original = outpaint_inputs(request)
+            else:
+                assert request.edit is not None
+                canvas = resized(load_source(request.edit), (request.width, request.height))
+                mask = original = None
+            for _ in range(request.image_count):
+                inputs.append(canvas)
+                masks.append(mask)
+                originals.append(original)
+            generators.extend(make_generators(request.seeds))
+        runner._sync()
+        text_done = time.perf_counter()
+        packed = self._call(
+            kind,
+            first,
+            images=inputs,
+            masks=masks if kind is Pipeline.INPAINT else None,
+            prompt_embeds=torch.cat(embeds),
+            pooled=torch.cat(pooled),
+            generators=generators,
+            size=(first.width, first.height),
+            callback=runner._step_callback(first, on_step, cancel, want_preview),
+        )
+        runner._check_cancel(cancel)
+        runner._sync()
+        denoise_done = time.perf_counter()
+        images = runner._decode(packed, first.width, first.height, lighter)
+        if kind is Pipeline.INPAINT:
+            assert first.edit is not None
+            keep = first.edit.layout(first.width, first.height).keep
+            images = [
+                paste_back(image, original, keep, MASK_OVERLAP)
+                for image, original in zip(images, originals, strict=True)
+            ]
+        runner._sync()
+        decode_done = time.perf_counter()
+        results = []
+        offset = 0
+        for request in requests:
+            share = request.image_count / len(images)
+            timings = StageTimings(
+                text_encode=(text_done - started) * share,
+                denoise=(denoise_done - text_done) * share,
+                decode=(decode_done - denoise_done) * share,
+            )
+            own = images[offset : offset + request.image_count]
+            offset += request.image_count
+            results.append(
+                GenerationResult(request, own, list(request.seeds), runner.device, timings=timings)
+            )
+        return results
+
+    def _call(
+        self,
+        kind: Pipeline,
+        request: GenerationRequest,
+        *,
+        images: list[Image.Image],
+        masks: list[Image.Image | None] | None,
+        prompt_embeds: torch.Tensor,
+        pooled: torch.Tensor,
+        generators: list[torch.Generator],
+        size: tuple[int, int],
+        callback: Callable[..., dict[str, Any]],
+    ) -> torch.Tensor:
+        """One diffusers call that stops at the latents (the runner decodes)."""
+        assert request.edit is not None
+        pipe = self.pipeline(kind)
+        width, height = size
+        extra: dict[str, Any] = {}
+        if kind is Pipeline.INPAINT:
+            extra["mask_image"] = masks
+            # FLUX.1's inpainting keeps the known region by blending its noised latents at each
+            # step; the encoded masked image is only used by the Fill model. Handing zeros in its
+            # place skips a VAE encode per image that stock diffusers runs for nothing (diffusers
+            # recognises latents by FLUX's 16 channels, so smaller test VAEs still encode).
+            channels = pipe.vae.config.latent_channels
+            if channels == DIFFUSERS_LATENT_CHANNELS:
+                factor = pipe.vae_scale_factor
+                extra["masked_image_latents"] = torch.zeros(
+                    (1, channels, height // factor, width // factor),
+                    dtype=prompt_embeds.dtype,
+                    device=prompt_embeds.device,
+                )
+        with torch.inference_mode():
+            return pipe(
+                image=images,
+                prompt_embeds=prompt_embeds,
+                pooled_prompt_embeds=pooled,
+                width=width,
+                height=height,
+                strength=request.edit.effective_strength,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                max_sequence_length=request.max_sequence_length,
+                generator=generators,
+                output_type="latent",
+                callback_on_step_end=callback,
+                **extra,
+            ).images
+
+    def _upscale(
+        self,
+        request: GenerationRequest,
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        lighter: LighterSettings | None,
+        want_preview: bool,
+    ) -> GenerationResult:
+        """Resize to the target, then refine tile by tile with a low-strength img2img pass and
+        blend the tiles' overlaps: any target size fits the memory one tile needs."""
+        runner = self._runner
+        edit = request.edit
+        assert edit is not None and edit.tile is not None
+        runner._check_cancel(cancel)
+        started = time.perf_counter()
+        canvas = (request.width, request.height)
+        big = resized(load_source(edit), canvas)
+        tiles = tile_grid(request.width, request.height, edit.tile)
+        embeds, pooled = runner._request_embeds(request)
+        runner._sync()
+        text_done = time.perf_counter()
+        steps_each = request.denoise_steps
+        total = steps_each * len(tiles)
+        acc = np.zeros((request.height, request.width, 3), dtype=np.float32)
+        weight_sum = np.zeros((request.height, request.width, 1), dtype=np.float32)
+        overlap_ramp = _tile_ramp(tiles)
+        denoise_s = decode_s = 0.0
+        for number, tile in enumerate(tiles):
+            crop = big.crop((tile.x, tile.y, tile.right, tile.bottom))
+            # Each tile its own noise (seed + tile number), the same on every run.
+            generator = make_generators([advance_seed(request.seed, number)])
+            callback = runner._step_callback(
+                request,
+                on_step,
+                cancel,
+                want_preview,
+                offset=number * steps_each,
+                total=total,
+                size=(tile.width, tile.height),
+            )
+            tile_started = time.perf_counter()
+            packed = self._call(
+                Pipeline.UPSCALE,
+                request,
+                images=[crop],
+                masks=None,
+                prompt_embeds=embeds[:1],
+                pooled=pooled[:1],
+                generators=generator,
+                size=(tile.width, tile.height),
+                callback=callback,
+            )
+            runner._check_cancel(cancel)
+            runner._sync()
+            denoised = time.perf_counter()
+            refined = runner._decode(packed, tile.width, tile.height, lighter)[0]
+            runner._sync()
+            denoise_s += denoised - tile_started
+            decode_s += time.perf_counter() - denoised
+            weight = blend_weights(tile, canvas, overlap_ramp)[..., None]
+            region = (slice(tile.y, tile.bottom), slice(tile.x, tile.right))
+            acc[region] += weight * np.asarray(refined, dtype=np.float32)
+            weight_sum[region] += weight
+        image = Image.fromarray(np.clip(np.rint(acc / weight_sum), 0, 255).astype(np.uint8))
+        timings = StageTimings(text_encode=text_done - started, denoise=denoise_s, decode=decode_s)
+        notes = [f"refined in {len(tiles)} tiles"] if len(tiles) > 1 else []
+        return GenerationResult(
+            request, [image], [request.seed], runner.device, timings=timings, notes=notes
+        )
+
+
+def _tile_ramp(tiles: Sequence[Box]) -> int:
+    """The narrowest overlap between neighbouring tiles (the blend ramp must fit inside it)."""
+    overlaps = []
+    for a in tiles:
+        for b in tiles:
+            if a is b:
+                continue
+            if a.y == b.y and a.x < b.x < a.right:
+                overlaps.append(a.right - b.x)
+            if a.x == b.x and a.y < b.y < a.bottom:
+                overlaps.append(a.bottom - b.y)
+    return max(1, min(overlaps)) if overlaps else 1
