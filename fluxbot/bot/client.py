@@ -245,9 +245,16 @@ async def _main(settings: Settings, token: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    web = None
+    if settings.web_port is not None:  # the studio too: same process, store, engine and GPUs
+        from fluxbot.web.server import WebServer
+
+        web = WebServer(settings, bot.store, bot.engine)
     runner = asyncio.create_task(bot.start(token))
     stopper = asyncio.create_task(stop.wait())
     try:
+        if web is not None:
+            await web.start()
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if runner in done:
             runner.result()
@@ -259,6 +266,8 @@ async def _main(settings: Settings, token: str) -> int:
         return 1
     finally:
         stopper.cancel()
+        if web is not None:
+            await web.stop()
         await bot.close()
         if not runner.done():
             await asyncio.gather(runner, return_exceptions=True)

@@ -241,11 +241,44 @@ async def export(settings: Settings, user_id: int, out: Path) -> int:
     return 0
 
 
+def web_preflight(settings: Settings) -> str | None:
+    """Why the studio cannot start (missing extra, open host without login), or None."""
+    from fluxbot.web import missing_extra
+
+    problem = missing_extra()
+    if problem is None:
+        from fluxbot.config import ConfigError
+        from fluxbot.web.access import check_web_settings
+
+        try:
+            check_web_settings(settings)
+        except ConfigError as exc:
+            problem = str(exc)
+    return problem
+
+
+def run_web(settings: Settings) -> int:
+    """`fluxbot web`: the studio alone, on the same store and engine as the bot would use."""
+    problem = web_preflight(settings)
+    if problem:
+        print(f"fluxbot: error: {problem}", file=sys.stderr)
+        return 2
+    check_store_settings(settings)
+    if settings.backend is Backend.LOCAL:
+        check_model(settings.model)
+    from fluxbot.web.server import run
+
+    return run(settings)
+
+
 def run_bot(settings: Settings) -> int:
     """`fluxbot run`: the token, the data dir, the database and the model are checked before
     anything loads or Discord is contacted."""
     if settings.discord_token is None or not settings.discord_token.get_secret_value():
         print(f"fluxbot: error: {TOKEN_HELP}", file=sys.stderr)
+        return 2
+    if settings.web_port is not None and (problem := web_preflight(settings)):
+        print(f"fluxbot: error: {problem}", file=sys.stderr)
         return 2
     check_store_settings(settings)
     from fluxbot.app.styles import load_styles
