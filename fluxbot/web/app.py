@@ -12,6 +12,7 @@ import secrets
 import shutil
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from fluxbot.web.actions import Studio
 from fluxbot.web.errors import UserError, message_for
 from fluxbot.web.oauth import DiscordOAuth, OAuthFailed
 from fluxbot.web.sessions import LOGIN_COOKIE, LOGIN_MAX_AGE_S, SESSION_COOKIE, SessionCodec
-from fluxbot.web.ui import CSS, build_blocks
+from fluxbot.web.ui import CSS, build_blocks, studio_theme
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class StudioAuth:
     def identify(self, cookies: MutableMapping[str, str] | Any) -> Identity | None:
         if self.local:
             owner = local_owner_id(self.access.settings)
-            return self.access.identity(owner, "owner (local)")
+            return self.access.identity(owner, "owner")
         session = self.codec.read(cookies.get(SESSION_COOKIE))
         if session is None:
             return None
@@ -91,27 +92,47 @@ class StudioAuth:
         return None if identity is None else str(identity.user_id)
 
 
-class OriginCheck:
-    """CSRF defence for every state-changing request (Gradio's API included): a browser's
-    Origin (or Referer) must be the studio's own; cookies are SameSite=Lax besides."""
+class StudioGate:
+    """In front of everything: CSRF defence for every state-changing request (Gradio's API
+    included: a browser's Origin or Referer must be the studio's own; cookies are SameSite=Lax
+    besides), and the login page for a browser that opens the studio without a session."""
 
-    def __init__(self, app: ASGIApp, allowed: set[str]) -> None:
+    def __init__(self, app: ASGIApp, auth: StudioAuth, url: PublicUrl) -> None:
         self.app = app
-        self.allowed = allowed
+        self.auth = auth
+        self.url = url
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            origin = headers.get("origin") or _origin_of(headers.get("referer"))
-            own = {f"{scope.get('scheme', 'http')}://{headers.get('host', '')}", *self.allowed}
-            if origin and (origin == "null" or origin not in own):
-                log.info(
-                    "refused a cross-site %s to %s from %s", scope["method"], scope["path"], origin
-                )
-                response = Response("Cross-site request refused.", status_code=403)
-                await response(scope, receive, send)
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        if method in UNSAFE_METHODS:
+            origin = headers.get("origin") or _origin_of(headers.get("referer"))
+            own = {f"{scope.get('scheme', 'http')}://{headers.get('host', '')}", self.url.origin}
+            if origin and (origin == "null" or origin not in own):
+                log.info("refused a cross-site %s to %s from %s", method, scope["path"], origin)
+                return Response("Cross-site request refused.", status_code=403)
+        if method == "GET" and scope["path"] in ("", "/") and not self.auth.local:
+            cookies = _cookies(headers.get("cookie", ""))
+            if self.auth.identify(cookies) is None:
+                return RedirectResponse(self.url.at("/login"), status_code=303)
+        return None
+
+
+def _cookies(header: str) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
 
 
 def _origin_of(url: str | None) -> str | None:
@@ -258,32 +279,20 @@ def create_app(studio: Studio, codec: SessionCodec, url: PublicUrl) -> StudioApp
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
 
-    @app.middleware("http")
-    async def login_redirect(request: Request, call_next: Any) -> Response:
-        """The studio page itself sends a browser without a session to the login page."""
-        if (
-            not local
-            and request.method == "GET"
-            and request.url.path in ("/", "")
-            and auth.identify(request.cookies) is None
-        ):
-            return RedirectResponse(url.at("/login"), status_code=303)
-        response: Response = await call_next(request)
-        return response
-
     def header(request: gr.Request, identity: Identity) -> str:
         role = "owner" if identity.is_admin else "member"
-        name = html.escape(identity.name)
         if local:
-            return f"<b>fluxbot studio</b><span>{name} · {role} (local mode)</span>"
-        session = codec.read(request.cookies.get(SESSION_COOKIE))
-        token = codec.csrf_token(session) if session else ""
-        return (
-            f"<b>fluxbot studio</b><span>{name} · {role} "
-            f"<form method='post' action='{url.at('/logout')}' style='display:inline'>"
-            f"<input type='hidden' name='csrf' value='{token}'>"
-            "<button type='submit' id='logout'>Log out</button></form></span>"
-        )
+            who = "Local mode: you are the owner"
+        else:
+            session = codec.read(request.cookies.get(SESSION_COOKIE))
+            token = codec.csrf_token(session) if session else ""
+            who = (
+                f"{html.escape(identity.name)} · {role}"
+                f"<form method='post' action='{url.at('/logout')}'>"
+                f"<input type='hidden' name='csrf' value='{token}'>"
+                "<button type='submit' id='logout'>Log out</button></form>"
+            )
+        return f"<div class='flux-head'><b>fluxbot studio</b><span>{who}</span></div>"
 
     def resolve(request: gr.Request) -> Identity | None:
         return auth.identify(request.cookies)
@@ -296,11 +305,11 @@ def create_app(studio: Studio, codec: SessionCodec, url: PublicUrl) -> StudioApp
         auth_dependency=auth.gradio_user,
         root_path=url.path or None,
         css=CSS,
+        theme=studio_theme(),
         footer_links=[],
         show_error=True,
     )
-    allowed = {url.origin}
-    return StudioApp(OriginCheck(app, allowed), blocks)
+    return StudioApp(StudioGate(app, auth, url), blocks)
 
 
 class _NotSignedIn(Exception):

@@ -27,8 +27,18 @@ GIB = 2**30
 DEFAULT_ASPECT_CHOICE = "your default"
 CSS = """
 .flux-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px;}
-.flux-head {display: flex; justify-content: space-between; align-items: center;}
+.flux-head {display: flex; justify-content: space-between; align-items: center; gap: 1em;}
+.flux-head form {display: inline; margin-left: .5em;}
 """
+
+
+def studio_theme() -> gr.themes.Base:
+    """System fonts only: a self-hosted studio should not send its visitors to a font host."""
+    return gr.themes.Soft(
+        primary_hue="indigo",
+        font=["system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "monospace"],
+    )
 
 
 class NotSignedIn(Exception):
@@ -44,15 +54,15 @@ def _fail(exc: BaseException) -> gr.Error:
 
 
 def _optional_int(value: Any, name: str, low: int, high: int) -> int | None:
-    if value is None or value == "":
+    """An empty field is None (inline flags or the user's default decide); else a whole number
+    (the composer checks the range and says what is allowed)."""
+    text = "" if value is None else str(value).strip()
+    if not text:
         return None
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        return int(text)
+    except ValueError:
         raise gr.Error(f"{name} must be a whole number from {low} to {high}.") from None
-    if number != value and not isinstance(value, str) and float(value) != number:
-        raise gr.Error(f"{name} must be a whole number from {low} to {high}.")
-    return number
 
 
 def gallery_items(studio: Studio, row: JobRow | None) -> list[tuple[str, str]]:
@@ -120,8 +130,10 @@ def build_blocks(
     max_steps = studio.settings.max_steps
     aspect_choices = [DEFAULT_ASPECT_CHOICE, *ASPECT_PRESETS]
 
-    with gr.Blocks(title="fluxbot studio", delete_cache=(3600, 3600)) as blocks:
-        head = gr.HTML(elem_classes=["flux-head"])
+    with gr.Blocks(
+        title="fluxbot studio", analytics_enabled=False, delete_cache=(3600, 3600)
+    ) as blocks:
+        head = gr.HTML()
         with gr.Tabs():
             # ---------------------------------------------------------------- Create
             with gr.Tab("Create", id="create"), gr.Row():
@@ -137,18 +149,14 @@ def build_blocks(
                         aspect = gr.Dropdown(
                             aspect_choices, value=DEFAULT_ASPECT_CHOICE, label="Aspect"
                         )
-                        seed = gr.Number(
-                            label=f"Seed (0-{SEED_MAX}; empty: your seed profile)",
-                            precision=0,
-                            value=None,
+                        seed = gr.Textbox(
+                            label="Seed", placeholder=f"0-{SEED_MAX}; empty: your seed profile"
                         )
                     with gr.Row():
-                        steps = gr.Number(
-                            label=f"Steps (1-{max_steps}; empty: your default)",
-                            precision=0,
-                            value=None,
+                        steps = gr.Textbox(
+                            label="Steps", placeholder=f"1-{max_steps}; empty: your default"
                         )
-                        count = gr.Number(label=f"Images (1-{MAX_COUNT})", precision=0, value=1)
+                        count = gr.Textbox(label="Images", placeholder=f"1-{MAX_COUNT}; empty: 1")
                     private = gr.Checkbox(
                         label="Private results (your default in Discord too)", value=False
                     )
@@ -164,8 +172,8 @@ def build_blocks(
                     details = gr.Markdown(elem_id="details")
                     job_id = gr.Textbox(label="Job", interactive=False, elem_id="job-id")
                     with gr.Row():
-                        reroll_button = gr.Button("🔁 Reroll (same seed)")
-                        new_seed_button = gr.Button("🎲 New seed")
+                        reroll_button = gr.Button("Reroll (same seed)")
+                        new_seed_button = gr.Button("New seed")
                         # Issue 13's image actions (vary, upscale, zoom, pan) get their buttons
                         # here, each calling a `Studio` method like `again`.
 
@@ -177,9 +185,9 @@ def build_blocks(
                 text: str,
                 neg: str,
                 aspect_value: str,
-                seed_value: float | None,
-                steps_value: float | None,
-                count_value: float | None,
+                seed_value: str | None,
+                steps_value: str | None,
+                count_value: str | None,
                 private_value: bool,
                 request: gr.Request,
             ) -> AsyncIterator[tuple[Any, ...]]:
@@ -252,10 +260,10 @@ def build_blocks(
                 with gr.Column(scale=2):
                     anim_prompt = gr.Textbox(label="Prompt", lines=3)
                     with gr.Row():
-                        anim_seed = gr.Number(label="Start seed", precision=0, value=None)
-                        anim_seed_to = gr.Number(
-                            label="End seed (empty: random)", precision=0, value=None
+                        anim_seed = gr.Textbox(
+                            label="Start seed", placeholder="empty: your seed profile"
                         )
+                        anim_seed_to = gr.Textbox(label="End seed", placeholder="empty: random")
                     anim_frames = gr.Slider(2, 24, value=12, step=1, label="Frames")
                     anim_button = gr.Button("Animate", variant="primary")
                 with gr.Column(scale=3):
@@ -267,8 +275,8 @@ def build_blocks(
 
             async def animate(
                 text: str,
-                seed_value: float | None,
-                seed_to_value: float | None,
+                seed_value: str | None,
+                seed_to_value: str | None,
                 frames: float,
                 request: gr.Request,
             ) -> AsyncIterator[tuple[Any, ...]]:
@@ -301,7 +309,7 @@ def build_blocks(
             with gr.Tab("History", id="history") as history_tab:
                 with gr.Row():
                     search_text = gr.Textbox(label="Prompt contains", scale=3)
-                    search_seed = gr.Number(label="Seed", precision=0, value=None, scale=1)
+                    search_seed = gr.Textbox(label="Seed", scale=1)
                     search_button = gr.Button("Search", scale=1)
                 with gr.Row():
                     newer = gr.Button("◀ Newer", size="sm")
@@ -325,18 +333,18 @@ def build_blocks(
                 job_images = gr.Gallery(label="Images", columns=4, format="png")
                 job_links = gr.Markdown()
                 with gr.Row():
-                    h_reroll = gr.Button("🔁 Reroll")
-                    h_new = gr.Button("🎲 New seed")
-                    h_delete = gr.Button("🗑️ Delete job", variant="stop")
+                    h_reroll = gr.Button("Reroll (same seed)")
+                    h_new = gr.Button("New seed")
+                    h_delete = gr.Button("Delete job", variant="stop")
                 gr.Markdown("---")
                 with gr.Row():
-                    gr.HTML("<a href='export.zip' download>⬇️ Export all my data (zip)</a>")
+                    gr.HTML("<a href='export.zip' download>Export all my data (zip)</a>")
                     forget_sure = gr.Checkbox(label="Yes, delete all my jobs, images and seeds")
                     forget_button = gr.Button("Forget me", variant="stop")
                 history_note = gr.Markdown()
 
             async def show_page(
-                text: str, seed_value: float | None, page: int, request: gr.Request
+                text: str, seed_value: str | None, page: int, request: gr.Request
             ) -> tuple[Any, ...]:
                 try:
                     identity = who(request)
@@ -361,17 +369,17 @@ def build_blocks(
             history_outputs = [history, page_info, page_state, page_jobs]
 
             async def search(
-                text: str, seed_value: float | None, page: float | None, request: gr.Request
+                text: str, seed_value: str | None, page: float | None, request: gr.Request
             ) -> tuple[Any, ...]:
                 return await show_page(text, seed_value, int(page or 0), request)
 
             async def newer_page(
-                text: str, seed_value: float | None, page: int, request: gr.Request
+                text: str, seed_value: str | None, page: int, request: gr.Request
             ) -> tuple[Any, ...]:
                 return await show_page(text, seed_value, max(0, page - 1), request)
 
             async def older_page(
-                text: str, seed_value: float | None, page: int, request: gr.Request
+                text: str, seed_value: str | None, page: int, request: gr.Request
             ) -> tuple[Any, ...]:
                 return await show_page(text, seed_value, page + 1, request)
 
@@ -404,8 +412,8 @@ def build_blocks(
                         f"`{c.public_id}` ({c.kind})" for c in children
                     )
                 links = " · ".join(
-                    f"<a href='download/{row.public_id}/{i.index}' download>⬇️ image {i.index + 1}"
-                    f" (seed {i.seed})</a>"
+                    f"<a href='download/{row.public_id}/{i.index}' download>"
+                    f"Download image {i.index + 1} (seed {i.seed})</a>"
                     for i in sorted(row.images, key=lambda i: i.index)
                 )
                 return text, gallery_items(studio, row), links, row.public_id
@@ -458,8 +466,8 @@ def build_blocks(
                     label="Queue",
                 )
                 with gr.Row():
-                    pause_button = gr.Button("⏸️ Pause")
-                    resume_button = gr.Button("▶️ Resume")
+                    pause_button = gr.Button("Pause")
+                    resume_button = gr.Button("Resume")
                 with gr.Row():
                     admin_job = gr.Textbox(label="Job id")
                     admin_cancel_button = gr.Button("Cancel job", variant="stop")
@@ -543,13 +551,16 @@ def build_blocks(
             ban_button.click(ban, [admin_user], [admin_note], api_name="ban")
             unban_button.click(unban, [admin_user], [admin_note], api_name="unban")
 
-        def on_load(request: gr.Request) -> tuple[str, Any]:
+        async def on_load(request: gr.Request) -> tuple[Any, ...]:
             identity = resolve(request)
             if identity is None:
-                return "<p>Your session has ended: reload the page to log in.</p>", gr.Tab()
-            return header(request, identity), gr.Tab(visible=identity.is_admin)
+                ended = "<p>Your session has ended: reload the page to log in.</p>"
+                return ended, gr.Tab(), gr.skip()
+            user = await studio.store.users.get(identity.user_id)
+            private_default = bool(user and user.private_results)
+            return header(request, identity), gr.Tab(visible=identity.is_admin), private_default
 
-        blocks.load(on_load, None, [head, admin_tab], api_name=False)
+        blocks.load(on_load, None, [head, admin_tab, private], api_name=False)
     return blocks
 
 

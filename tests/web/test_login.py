@@ -61,7 +61,7 @@ def test_a_member_creates_as_their_discord_id_and_is_refused_admin(
     client = studio_client(studios, alice)
     try:
         status, _, gallery, _, job_id = client.predict(
-            "a lighthouse at dusk", "", "your default", 3, 1, 1, False, api_name="/create"
+            "a lighthouse at dusk", "", "your default", "3", "1", "1", False, api_name="/create"
         )
         assert status == f"Done: `{job_id}`" and len(gallery) == 1
         row = studios.call(studios.store.jobs.by_public_id(job_id))
@@ -152,3 +152,33 @@ def test_logout_needs_the_csrf_token_and_cross_site_posts_are_refused(
     assert SESSION_COOKIE not in browser.cookies
     assert browser.get("/").status_code == 303
     browser.close()
+
+
+def test_a_member_deletes_a_job_then_forgets_herself(studios: Studios, alice: httpx.Client) -> None:
+    client = studio_client(studios, alice)
+    alice_id = studios.discord.alice.id
+    try:
+        *_, job_id = client.predict(
+            "a short-lived kite --steps 1",
+            "",
+            "your default",
+            None,
+            None,
+            1,
+            False,
+            api_name="/create",
+        )
+        row = studios.call(studios.store.jobs.by_public_id(job_id))
+        path = studios.store.image_path(row.images[0].path)
+        assert path.exists()
+        note, *_ = client.predict(job_id, api_name="/delete")
+        assert note == f"Deleted job `{job_id}` and its images."
+        assert studios.call(studios.store.jobs.by_public_id(job_id)) is None
+        assert not path.exists()
+        with pytest.raises(Exception, match="Tick the box first"):
+            client.predict(False, api_name="/forget_me")
+        assert client.predict(True, api_name="/forget_me").startswith("Deleted your data:")
+        assert studios.call(studios.store.jobs.for_user(alice_id)).total == 0
+        assert studios.call(studios.store.users.get(alice_id)) is None
+    finally:
+        client.close()

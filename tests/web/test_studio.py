@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ def client(studios: Studios) -> Iterator[Client]:
 @pytest.fixture(scope="module")
 def made(client: Client) -> dict[str, Any]:
     """One job of two images, made through the Create tab's endpoint; every update kept."""
-    job = client.submit(PROMPT, "", "your default", 7, 2, 2, False, api_name="/create")
+    job = client.submit(PROMPT, "", "your default", "7", "2", "2", False, api_name="/create")
     updates = list(job)
     status, _preview, gallery, details, job_id = job.outputs()[-1]
     return {
@@ -62,9 +63,9 @@ def test_bad_input_gets_the_shared_message_and_makes_no_job(
 ) -> None:
     before = studios.call(studios.store.jobs.for_user(0)).total
     with pytest.raises(AppError, match="steps 99 is not allowed"):
-        client.predict(PROMPT, "", "your default", None, 99, 1, False, api_name="/create")
+        client.predict(PROMPT, "", "your default", "", "99", "", False, api_name="/create")
     with pytest.raises(AppError, match="Write a prompt first"):
-        client.predict("  ", "", "your default", None, None, 1, False, api_name="/create")
+        client.predict("  ", "", "your default", "", "", "", False, api_name="/create")
     assert studios.call(studios.store.jobs.for_user(0)).total == before
 
 
@@ -72,11 +73,11 @@ def test_history_search_open_download_and_export(
     studios: Studios, client: Client, made: dict[str, Any]
 ) -> None:
     job_id = made["job_id"]
-    gallery, info = client.predict("RED FOX", None, 0, api_name="/history")
+    gallery, info = client.predict("RED FOX", "", 0, api_name="/history")
     assert any(job_id in item["caption"] for item in gallery) and "Page 1 of" in info
-    by_seed, _ = client.predict("", 8, 0, api_name="/history")
+    by_seed, _ = client.predict("", "8", 0, api_name="/history")
     assert any(job_id in item["caption"] for item in by_seed)
-    none, info = client.predict("a blue whale", None, 0, api_name="/history")
+    none, info = client.predict("a blue whale", "", 0, api_name="/history")
     assert none == [] and "0 job(s)" in info
 
     view, images, links, opened = client.predict(job_id, api_name="/open_job")
@@ -119,3 +120,50 @@ def test_the_local_owner_sees_the_admin_page(studios: Studios, client: Client) -
     assert studios.engine.scheduler.paused
     assert client.predict(api_name="/resume") == "Resumed."
     assert not studios.engine.scheduler.paused
+
+
+def _wait_for_status(studios: Studios, job_id: str, within_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        row = studios.call(studios.store.jobs.by_public_id(job_id))
+        if row is not None and JobStatus(row.status).finished:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_a_browser_that_goes_away_does_not_cancel_or_lose_the_job(studios: Studios) -> None:
+    studios.engine.scheduler.pause()  # so the job is surely still waiting when we leave
+    try:
+        leaving = Client(studios.local_url + "/", verbose=False)
+        job = leaving.submit(
+            "a paper boat --steps 1", "", "your default", "", "", "", False, api_name="/create"
+        )
+        first = next(iter(job))
+        job_id = first[4]
+        assert "Queued" in first[0] and job_id
+        job.cancel()
+        leaving.close()
+    finally:
+        studios.engine.scheduler.resume()
+    row = _wait_for_status(studios, job_id)
+    assert row.status is JobStatus.DONE and len(row.images) == 1
+
+
+def test_the_admin_queue_shows_waiting_jobs_and_cancels_them(
+    studios: Studios, client: Client
+) -> None:
+    studios.engine.scheduler.pause()
+    try:
+        job = client.submit(
+            "a tin robot --steps 1", "", "your default", "", "", "", False, api_name="/create"
+        )
+        job_id = next(iter(job))[4]
+        _, queue = client.predict(api_name="/admin_status")
+        rows = {row[0]: row for row in queue["data"]}
+        assert rows[job_id][1] == "0" and rows[job_id][3] == "queued"
+        assert client.predict(job_id, api_name="/admin_cancel") == f"Cancelled job `{job_id}`."
+        assert job.result(timeout=60)[0] == f"Job `{job_id}` was cancelled."
+    finally:
+        studios.engine.scheduler.resume()
+    assert _wait_for_status(studios, job_id).status is JobStatus.CANCELLED
