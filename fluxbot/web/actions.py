@@ -15,14 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fluxbot.app.device_report import live_statuses
 from fluxbot.app.export import ExportReport, export_user
 from fluxbot.app.service import Submission
 from fluxbot.core.requests import AnimationSpec, GenerationRequest, JobKind, JobStatus
 from fluxbot.core.seeds import SeedProfile, next_seed, random_seed
-from fluxbot.devices.gpu import GpuStatus, NvmlMonitor, device_status
+from fluxbot.devices.nvml import NvmlMonitor
+from fluxbot.devices.status import GpuStatus
 from fluxbot.serving.jobs import FinishedEvent, JobOutcome, PositionEvent, ProgressEvent
 from fluxbot.serving.scheduler import QueueEntry
-from fluxbot.serving.worker import WorkerStatus
+from fluxbot.serving.workers.base import WorkerStatus
 from fluxbot.store.jobs import JobPage
 from fluxbot.store.models import Job as JobRow
 from fluxbot.store.models import User
@@ -320,9 +322,7 @@ class Studio:
         return [DeviceCard(w, statuses.get(w.device)) for w in workers]
 
     def _device_statuses(self) -> dict[str, GpuStatus]:
-        if not self.nvml.available:
-            self.nvml.start()
-        return {d.torch_device: device_status(d, self.nvml) for d in self.engine.devices}
+        return live_statuses(self.engine.devices, self.nvml)
 
     def queue(self, identity: Identity) -> tuple[list[QueueEntry], bool]:
         self.require_admin(identity)
