@@ -327,4 +327,10 @@ def invite(settings: Settings, client_id: int | None) -> int:
             )
     print(invite_url(client_id))
     print(f"permissions: {describe_permissions()}; no privileged intent is needed.")
+    from fluxbot.web.urls import studio_url
+
+    print(
+        f"web studio login: add {studio_url(settings).redirect_uri} as a redirect URI "
+        "(Developer Portal > OAuth2)"
+    )
     return 0

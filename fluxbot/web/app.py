@@ -27,47 +27,13 @@ from fluxbot.web.errors import UserError, message_for
 from fluxbot.web.oauth import DiscordOAuth, OAuthFailed
 from fluxbot.web.sessions import LOGIN_COOKIE, LOGIN_MAX_AGE_S, SESSION_COOKIE, SessionCodec
 from fluxbot.web.ui import CSS, build_blocks, studio_theme
+from fluxbot.web.urls import PublicUrl
 
 log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class PublicUrl:
-    """Where browsers reach the studio: FLUXBOT_WEB_BASE_URL, else http://host:port."""
-
-    base: str
-
-    @property
-    def path(self) -> str:
-        return urlsplit(self.base).path.rstrip("/")
-
-    @property
-    def origin(self) -> str:
-        parts = urlsplit(self.base)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    @property
-    def secure(self) -> bool:
-        return self.base.startswith("https://")
-
-    def at(self, path: str) -> str:
-        """A path under the studio, for redirects (relative to the host)."""
-        return f"{self.path}/{path.lstrip('/')}"
-
-    @property
-    def redirect_uri(self) -> str:
-        return f"{self.base}/auth/callback"
-
-
-def public_url(host: str, port: int, base_url: str | None) -> PublicUrl:
-    if base_url:
-        return PublicUrl(base_url.rstrip("/"))
-    shown = f"[{host}]" if ":" in host else host
-    return PublicUrl(f"http://{shown}:{port}")
 
 
 class StudioAuth:

@@ -20,13 +20,12 @@ from fluxbot.config import Settings
 from fluxbot.store import Store
 from fluxbot.web.access import Access, check_web_settings, is_local_mode
 from fluxbot.web.actions import Studio
-from fluxbot.web.app import PublicUrl, StudioApp, create_app, public_url
+from fluxbot.web.app import StudioApp, create_app
 from fluxbot.web.oauth import application_owner_ids
 from fluxbot.web.sessions import SessionCodec, load_or_create_key
+from fluxbot.web.urls import DEFAULT_PORT, PublicUrl, public_url
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 7860
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -50,3 +50,15 @@ def test_web_settings_are_validated(
     assert main(["web"]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err
+
+
+def test_invite_shows_the_studio_redirect_uri(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["invite", "--client-id", "1"]) == 0
+    assert "http://127.0.0.1:7860/auth/callback" in capsys.readouterr().out
+    monkeypatch.setenv("FLUXBOT_WEB_BASE_URL", "https://studio.example.org/flux/")
+    assert main(["invite", "--client-id", "1"]) == 0
+    assert "https://studio.example.org/flux/auth/callback as a redirect URI" in (
+        capsys.readouterr().out
+    )
