@@ -20,6 +20,7 @@ import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
+from starlette.routing import Mount
 
 from fluxbot.web.access import Access, Identity, is_local_mode, local_owner_id
 from fluxbot.web.actions import Studio
@@ -126,11 +127,12 @@ class StudioApp:
 
     asgi: ASGIApp
     blocks: gr.Blocks
+    gradio_app: Any  # gradio.routes.App, which ends its heartbeat streams on `stop_event`
 
     def close(self) -> None:
         """End Gradio's queue and long-lived streams, so the server can stop promptly."""
         self.blocks._queue.close()
-        stop_event = getattr(self.blocks.app, "stop_event", None)
+        stop_event = getattr(self.gradio_app, "stop_event", None)
         if stop_event is not None:
             stop_event.set()
 
@@ -275,7 +277,8 @@ def create_app(studio: Studio, codec: SessionCodec, url: PublicUrl) -> StudioApp
         footer_links=[],
         show_error=True,
     )
-    return StudioApp(StudioGate(app, auth, url), blocks)
+    mounted = [r.app for r in app.routes if isinstance(r, Mount) and hasattr(r.app, "stop_event")]
+    return StudioApp(StudioGate(app, auth, url), blocks, mounted[0] if mounted else None)
 
 
 class _NotSignedIn(Exception):

@@ -84,7 +84,7 @@ class WebServer:
             access_log=False,
             lifespan="on",
             proxy_headers=settings.web_base_url is not None,
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=5,
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))

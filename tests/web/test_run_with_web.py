@@ -83,4 +83,4 @@ async def test_fluxbot_run_serves_the_studio_too(tmp_path: Path) -> None:
         "web studio at http://127.0.0.1:"
         in (tmp_path / "data" / "logs" / "fluxbot.log").read_text()
     )
-    assert "Traceback" not in log
+    assert "Traceback" not in log, log[-6000:]

@@ -167,3 +167,13 @@ def test_the_admin_queue_shows_waiting_jobs_and_cancels_them(
     finally:
         studios.engine.scheduler.resume()
     assert _wait_for_status(studios, job_id).status is JobStatus.CANCELLED
+
+
+def test_animate_makes_the_gif_between_two_seeds(studios: Studios, client: Client) -> None:
+    status, _, gif, details, job_id = client.predict(
+        "a drifting cloud --steps 1", "3", "9", 2, api_name="/animate"
+    )
+    assert status == f"Done: `{job_id}`" and "3 → 9 (2 frames)" in details
+    row = studios.call(studios.store.jobs.by_public_id(job_id))
+    assert row.kind == "animate" and row.images[0].format == "gif"
+    assert Path(gif).read_bytes()[:6] in (b"GIF87a", b"GIF89a")
