@@ -299,7 +299,13 @@ def run_bot(settings: Settings) -> int:
         return 1
     from fluxbot.bot.client import run
 
-    return run(settings)
+    if settings.web_port is None:
+        return run(settings)
+    from functools import partial
+
+    from fluxbot.web.server import WebServer
+
+    return run(settings, partial(WebServer, settings))  # the studio beside the bot
 
 
 def health(settings: Settings, max_age_s: float) -> int:

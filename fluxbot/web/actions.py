@@ -22,12 +22,12 @@ from fluxbot.core.requests import AnimationSpec, GenerationRequest, JobKind, Job
 from fluxbot.core.seeds import SeedProfile, next_seed, random_seed
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.devices.status import GpuStatus
-from fluxbot.serving.jobs import FinishedEvent, JobOutcome, PositionEvent, ProgressEvent
+from fluxbot.serving.events import FinishedEvent, PositionEvent, ProgressEvent
+from fluxbot.serving.job import JobOutcome
 from fluxbot.serving.scheduler import QueueEntry
 from fluxbot.serving.workers.base import WorkerStatus
 from fluxbot.store.jobs import JobPage
-from fluxbot.store.models import Job as JobRow
-from fluxbot.store.models import User
+from fluxbot.store.models import JobRow, User
 from fluxbot.store.removal import Removal
 from fluxbot.web.access import Access, Identity, is_local_mode
 from fluxbot.web.errors import NotAllowed, UserError

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from fluxbot.core.requests import ASPECT_PRESETS, MAX_COUNT, SEED_MAX, GenerationRequest
-from fluxbot.store.models import Job as JobRow
+from fluxbot.store.models import JobRow
 from fluxbot.web.access import Identity
 from fluxbot.web.actions import CreateForm, DeviceCard, Studio, Update
 from fluxbot.web.errors import message_for
