@@ -293,9 +293,12 @@ def build_blocks(
                 for notice in notices:
                     gr.Info(notice)
                 async for update in studio.follow(submission.row.public_id):
-                    text_, preview_, items, details_, job_ = _create_outputs(studio, update)
-                    gif = items[0][0] if items else None
-                    yield text_, preview_, gif, details_, job_
+                    text_, preview_, _items, details_, job_ = _create_outputs(studio, update)
+                    if update.row is None:
+                        yield text_, preview_, gr.skip(), details_, job_
+                        continue
+                    paths = studio.image_paths(update.row)
+                    yield text_, preview_, str(paths[0][0]) if paths else None, details_, job_
 
             anim_button.click(
                 animate,
