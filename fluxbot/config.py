@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -123,6 +124,13 @@ class Settings(BaseSettings):
 
     # One budget for reaching Discord at login: retries with backoff inside it.
     login_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # The web studio (fluxbot/web): local-only without OAuth; any other host needs Discord login.
+    web_host: str = "127.0.0.1"
+    web_port: int | None = Field(default=None, ge=1, le=65535)
+    web_base_url: str | None = None
+    web_session_hours: float = Field(default=168.0, gt=0, le=24 * 90)
+    discord_client_id: int | None = Field(default=None, gt=0)
+    discord_client_secret: SecretStr | None = None
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -133,6 +141,15 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_blocklist(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("web_base_url")
+    @classmethod
+    def _check_web_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+            raise ValueError("allowed: an http(s) URL such as https://studio.example.org/flux")
+        return value.rstrip("/")
 
     @field_validator("log_level")
     @classmethod

@@ -16,6 +16,8 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import discord
 import yarl
@@ -245,16 +247,32 @@ async def create_bot(settings: Settings) -> FluxBot:
     return FluxBot(settings, store, engine)
 
 
-async def _main(settings: Settings, token: str) -> int:
+class Companion(Protocol):
+    """Another front end served from this process (the web studio): started after the bot is
+    made, stopped before it drains."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+CompanionFactory = Callable[[Store, Engine], Companion]
+
+
+async def _main(settings: Settings, token: str, companion: CompanionFactory | None = None) -> int:
     bot = await create_bot(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    # Another front end on the same store and engine (the web studio), started by the launcher.
+    web = companion(bot.store, bot.engine) if companion is not None else None
     runner = asyncio.create_task(bot.start(token))
     stopper = asyncio.create_task(stop.wait())
     try:
+        if web is not None:
+            await web.start()
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if runner in done:
             runner.result()
@@ -266,13 +284,17 @@ async def _main(settings: Settings, token: str) -> int:
         return 1
     finally:
         stopper.cancel()
+        if web is not None:
+            await web.stop()
         await bot.close()
         if not runner.done():
             await asyncio.gather(runner, return_exceptions=True)
     return 0
 
 
-def run(settings: Settings) -> int:
-    """`fluxbot run`: migrations, engine, Discord; SIGINT/SIGTERM drain and exit cleanly."""
+def run(settings: Settings, companion: CompanionFactory | None = None) -> int:
+    """`fluxbot run`: migrations, engine, Discord (and `companion`, given the same store and
+    engine); SIGINT/SIGTERM drain and exit cleanly."""
     assert settings.discord_token is not None
-    return asyncio.run(_main(settings, settings.discord_token.get_secret_value()))
+    token = settings.discord_token.get_secret_value()
+    return asyncio.run(_main(settings, token, companion))

@@ -295,11 +295,44 @@ async def export(settings: Settings, user_id: int, out: Path) -> int:
     return 0
 
 
+def web_preflight(settings: Settings) -> str | None:
+    """Why the studio cannot start (missing extra, open host without login), or None."""
+    from fluxbot.web import missing_extra
+
+    problem = missing_extra()
+    if problem is None:
+        from fluxbot.config import ConfigError
+        from fluxbot.web.access import check_web_settings
+
+        try:
+            check_web_settings(settings)
+        except ConfigError as exc:
+            problem = str(exc)
+    return problem
+
+
+def run_web(settings: Settings) -> int:
+    """`fluxbot web`: the studio alone, on the same store and engine as the bot would use."""
+    problem = web_preflight(settings)
+    if problem:
+        print(f"fluxbot: error: {problem}", file=sys.stderr)
+        return 2
+    check_store_settings(settings)
+    if settings.backend is Backend.LOCAL:
+        check_model(settings.model)
+    from fluxbot.web.server import run
+
+    return run(settings)
+
+
 def run_bot(settings: Settings) -> int:
     """`fluxbot run`: the token, the data dir, the database and the model are checked before
     anything loads or Discord is contacted."""
     if settings.discord_token is None or not settings.discord_token.get_secret_value():
         print(f"fluxbot: error: {TOKEN_HELP}", file=sys.stderr)
+        return 2
+    if settings.web_port is not None and (problem := web_preflight(settings)):
+        print(f"fluxbot: error: {problem}", file=sys.stderr)
         return 2
     check_store_settings(settings)
     from fluxbot.app.styles import load_styles
@@ -320,7 +353,13 @@ def run_bot(settings: Settings) -> int:
         return 1
     from fluxbot.bot.client import run
 
-    return run(settings)
+    if settings.web_port is None:
+        return run(settings)
+    from functools import partial
+
+    from fluxbot.web.server import WebServer
+
+    return run(settings, partial(WebServer, settings))  # the studio beside the bot
 
 
 def health(settings: Settings, max_age_s: float) -> int:
@@ -348,4 +387,10 @@ def invite(settings: Settings, client_id: int | None) -> int:
             )
     print(invite_url(client_id))
     print(f"permissions: {describe_permissions()}; no privileged intent is needed.")
+    from fluxbot.web.urls import studio_url
+
+    print(
+        f"web studio login: add {studio_url(settings).redirect_uri} as a redirect URI "
+        "(Developer Portal > OAuth2)"
+    )
     return 0

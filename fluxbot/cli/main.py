@@ -1,5 +1,5 @@
-"""The `fluxbot` command: run | generate | animate | vary | upscale | zoom | pan | styles |
-gpus | db upgrade | export | invite | health."""
+"""The `fluxbot` command: run | web | generate | animate | vary | upscale | zoom | pan |
+styles | gpus | db upgrade | export | invite | health."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     sub.add_parser("run", help="run the Discord bot (applies migrations first)")
+    sub.add_parser("web", help="serve the web studio alone (needs the fluxbot[web] extra)")
 
     def add_generation_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("prompt", help="what to draw (inline flags such as --ar 16:9 work too)")
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fluxbot.logs import setup_logging
 
         token = settings.discord_token.get_secret_value() if settings.discord_token else ""
-        log_dir = settings.data_dir if args.command == "run" else None
+        log_dir = settings.data_dir if args.command in ("run", "web") else None
         if log_dir is not None:
             from fluxbot.app.preflight import check_data_dir
 
@@ -209,6 +210,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from fluxbot.app.health import DEFAULT_MAX_AGE_S
 
             return cli_commands.health(settings, args.max_age or DEFAULT_MAX_AGE_S)
+        case "web":
+            return cli_commands.run_web(settings)
     raise CliError(f"unknown command {args.command!r}")
 
 

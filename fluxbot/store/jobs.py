@@ -15,7 +15,7 @@ from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.store.db import Database
 from fluxbot.store.errors import JobNotFound
 from fluxbot.store.ids import new_public_id, normalize_public_id
-from fluxbot.store.models import ACTIVE_STATUSES, JobRow, SeedUse
+from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse
 from fluxbot.store.types import utcnow
 from fluxbot.store.users import ensure_user
 
@@ -157,19 +157,36 @@ class JobRepo:
         async with self._db.read() as session:
             return await session.scalar(query)
 
-    async def for_user(self, user_id: int, *, page: int = 0, per_page: int = 10) -> JobPage:
-        """A user's jobs, newest first, one page at a time."""
+    async def for_user(
+        self,
+        user_id: int,
+        *,
+        page: int = 0,
+        per_page: int = 10,
+        text: str | None = None,
+        seed: int | None = None,
+    ) -> JobPage:
+        """A user's jobs, newest first, one page at a time; optionally only those whose prompt
+        contains `text` (case-insensitive) or that used `seed` (for any of their images)."""
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         page = max(0, page)
+        where = [JobRow.user_id == user_id]
+        if text and text.strip():
+            pattern = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
+            pattern = pattern.replace("_", "\\_")
+            where.append(func.lower(JobRow.prompt).like(f"%{pattern}%", escape="\\"))
+        if seed is not None:
+            used = select(Image.job_id).where(Image.seed == seed)
+            where.append(or_(JobRow.seed == seed, JobRow.id.in_(used)))
         query = (
             select(JobRow)
-            .where(JobRow.user_id == user_id)
+            .where(*where)
             .order_by(JobRow.created_at.desc(), JobRow.id.desc())
             .offset(page * per_page)
             .limit(per_page)
         )
         async with self._db.read() as session:
-            total = await session.scalar(select(func.count()).where(JobRow.user_id == user_id))
+            total = await session.scalar(select(func.count()).select_from(JobRow).where(*where))
             jobs = list(await session.scalars(query))
         return JobPage(jobs=jobs, total=total or 0, page=page, per_page=per_page)
 

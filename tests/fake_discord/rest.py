@@ -21,6 +21,7 @@ from .errors import DiscordError
 from .interactions import InteractionRecord, InteractionService
 from .models import FakeChannel, FakeGuild, StoredMessage
 from .multipart import ParsedBody, parse_body
+from .oauth import FakeOAuth
 from .state import PRIVILEGED_INTENTS, DiscordState
 
 API_PREFIX = "/api/v10"
@@ -110,6 +111,7 @@ class RestApi:
         self.requests: list[RecordedRequest] = []
         self.unknown_routes: list[RecordedRequest] = []
         self.faults: list[Fault] = []
+        self.oauth = FakeOAuth(state.application_id)
 
     # ------------------------------------------------------------------------------ middleware
 
@@ -126,7 +128,7 @@ class RestApi:
             fault = self._take_fault(request) if is_api and route is not None else None
             if fault is not None:
                 raise fault
-            needs_auth = is_api and route is not None and self._needs_bot_auth(request.path)
+            needs_auth = is_api and route is not None and self._needs_bot_auth(request)
             if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 raise errors.unauthorized()
             response = await handler(request)
@@ -146,9 +148,11 @@ class RestApi:
         return response
 
     @staticmethod
-    def _needs_bot_auth(path: str) -> bool:
-        rest = path[len(API_PREFIX) :]
-        return not (rest.startswith("/webhooks/") or rest.startswith("/interactions/"))
+    def _needs_bot_auth(request: web.Request) -> bool:
+        rest = request.path[len(API_PREFIX) :]
+        if rest == "/users/@me" and request.headers.get("Authorization", "").startswith("Bearer "):
+            return False  # a user's OAuth2 token: checked by the handler
+        return not rest.startswith(("/webhooks/", "/interactions/", "/oauth2/token"))
 
     def _take_fault(self, request: web.Request) -> DiscordError | None:
         path = request.path[len(API_PREFIX) :]
@@ -203,6 +207,7 @@ class RestApi:
             web.get(p + "/gateway", self.get_gateway),
             web.get(p + "/gateway/bot", self.get_gateway_bot),
             web.get(p + "/users/@me", self.get_me),
+            web.post(p + "/oauth2/token", self.oauth.token),
             web.post(p + "/users/@me/channels", self.create_dm),
             web.get(p + "/users/{user_id}", self.get_user),
             web.get(p + "/oauth2/applications/@me", self.get_application),
@@ -265,6 +270,8 @@ class RestApi:
         )
 
     async def get_me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return json_response(self.oauth.bearer_user(request).me_payload())
         return json_response(self.state.bot.me_payload())
 
     async def get_user(self, request: web.Request) -> web.Response:

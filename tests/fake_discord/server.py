@@ -19,6 +19,7 @@ from .gateway import GatewayHub
 from .interactions import InteractionRecord, InteractionService
 from .models import FakeChannel, FakeGuild, FakeRole, FakeUser, Overwrite, StoredMessage
 from .multipart import ParsedBody, UploadedFile
+from .oauth import FakeOAuth
 from .permissions import OVERWRITE_MEMBER
 from .rest import API_PREFIX, Fault, RecordedRequest, RestApi
 from .state import DiscordState
@@ -142,6 +143,11 @@ class FakeDiscord:
     @property
     def application_id(self) -> int:
         return self.state.application_id
+
+    @property
+    def oauth(self) -> FakeOAuth:
+        """OAuth2 for web logins: client id/secret, and `authorize` to play the user."""
+        return self.rest.oauth
 
     @property
     def attachment_size_limit(self) -> int:

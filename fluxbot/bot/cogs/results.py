@@ -91,6 +91,8 @@ class ResultPoster:
 
     async def post(self, row: JobRow, outcome: JobOutcome) -> None:
         """The service calls this once the job's final state and images are stored."""
+        if row.channel_id is None:
+            return  # made in the web studio (no Discord channel): the studio shows it
         live = self.live.pop(row.public_id) or LiveJob(row.public_id)
         try:
             await self._post(row, outcome, live)
