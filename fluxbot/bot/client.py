@@ -25,7 +25,9 @@ from discord.ext import commands
 from fluxbot.app.health import HEARTBEAT_INTERVAL_S, Heartbeat, write_heartbeat
 from fluxbot.app.root import Engine, build_engine
 from fluxbot.app.service import JobService
+from fluxbot.bot.guard import guard_parsers
 from fluxbot.bot.permissions import invite_url
+from fluxbot.bot.tree import FluxTree
 from fluxbot.config import Settings
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.serving.workers.base import WorkerState
@@ -95,8 +97,12 @@ class FluxBot(commands.Bot):
             intents=bot_intents(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            tree_cls=FluxTree,
         )
+        guard_parsers(self._connection.parsers)
         self.settings = settings
+        # Bot owners: FLUXBOT_ADMIN_IDS now, the application's owner or team once connected.
+        self.owner_ids: frozenset[int] = frozenset(settings.admin_ids)
         self.store = store
         self.engine = engine
         self.live = LiveJobs()
@@ -109,7 +115,26 @@ class FluxBot(commands.Bot):
     def service(self) -> JobService:
         return self.engine.service
 
+    async def load_owners(self) -> frozenset[int]:
+        """The application's owner (or its team's members) plus FLUXBOT_ADMIN_IDS."""
+        owners = set(self.settings.admin_ids)
+        try:
+            info = await self.application_info()
+        except discord.HTTPException as exc:
+            log.warning(
+                "could not read the application's owners (%s); using FLUXBOT_ADMIN_IDS", exc
+            )
+        else:
+            if info.team is not None:
+                owners.update(member.id for member in info.team.members)
+            else:
+                owners.add(info.owner.id)
+        self.owner_ids = frozenset(owners)
+        log.info("bot owners: %d", len(self.owner_ids))
+        return self.owner_ids
+
     async def setup_hook(self) -> None:
+        await self.load_owners()
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)

@@ -15,6 +15,7 @@ from PIL import ExifTags, Image, PngImagePlugin
 
 from fluxbot import __version__
 from fluxbot.core.requests import GenerationResult
+from fluxbot.engine.safety import SafetyVerdict
 
 PARAMETERS_KEY = "parameters"
 FLUXBOT_KEY = "fluxbot"
@@ -40,6 +41,8 @@ class EncodedImage:
     height: int
     format: str = "png"
     note: str | None = None
+    # The image-safety classifier's verdict, when it ran (see fluxbot.engine.safety).
+    safety: SafetyVerdict | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
-from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse, User
+from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse, Usage, User
 
 _CHUNK = 500  # stay far below SQLite's limit on bound parameters
 
@@ -66,7 +66,9 @@ async def delete_jobs(db: Database, files: ImageFiles, job_ids: Sequence[int]) -
 
 
 async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Removal:
-    """Forget a user: their jobs, images (rows and files), seed history and settings."""
+    """Forget a user: their jobs, images (rows and files), seed history, usage and settings.
+
+    Bans stay: forgetting oneself must not lift a ban."""
     async with db.write() as session:
         jobs = list(
             await session.execute(select(JobRow.id, JobRow.status).where(JobRow.user_id == user_id))
@@ -75,6 +77,7 @@ async def delete_user_data(db: Database, files: ImageFiles, user_id: int) -> Rem
         active_ids = tuple(job_id for job_id, status in jobs if status in ACTIVE_STATUSES)
         paths, size = await delete_job_rows(session, job_ids)
         await session.execute(delete(SeedUse).where(SeedUse.user_id == user_id))
+        await session.execute(delete(Usage).where(Usage.user_id == user_id))
         deleted = await session.execute(delete(User).where(User.id == user_id))
     await asyncio.to_thread(files.remove, paths)
     return Removal(

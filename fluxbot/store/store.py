@@ -13,8 +13,10 @@ from sqlalchemy.engine import URL
 
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import JobStatus
+from fluxbot.store.bans import BanRepo
 from fluxbot.store.db import Database, is_memory
 from fluxbot.store.files import EncodedImage, ImageFiles
+from fluxbot.store.guilds import GuildSettingsRepo
 from fluxbot.store.images import ImageRepo
 from fluxbot.store.jobs import JobRepo
 from fluxbot.store.migrate import upgrade_database
@@ -23,6 +25,7 @@ from fluxbot.store.recovery import DEFAULT_MAX_ATTEMPTS, Recovery, recover_inter
 from fluxbot.store.removal import Removal, delete_jobs, delete_user_data
 from fluxbot.store.results import save_images
 from fluxbot.store.retention import RetentionPolicy, prune
+from fluxbot.store.usage import UsageRepo
 from fluxbot.store.users import UserRepo
 
 
@@ -37,7 +40,8 @@ class Startup:
 class Store:
     """The database and image files behind fluxbot; create with `await Store.open(...)`.
 
-    `users`, `jobs` and `images` are the repositories for queries; the methods here are the
+    `users`, `jobs`, `images`, `guilds` (per-server policy), `bans` and `usage` are the
+    repositories for queries; the methods here are the
     operations that touch both rows and files, which must happen in a careful order.
     """
 
@@ -48,6 +52,9 @@ class Store:
         self.users = UserRepo(db)
         self.jobs = JobRepo(db)
         self.images = ImageRepo(db)
+        self.guilds = GuildSettingsRepo(db)
+        self.bans = BanRepo(db)
+        self.usage = UsageRepo(db)
 
     @classmethod
     async def open(

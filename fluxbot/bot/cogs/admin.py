@@ -119,13 +119,13 @@ class Admin(commands.Cog):
     @admin.command(name="ban", description="Stop a user from making images")
     @admin_only()
     async def ban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        await self.bot.store.users.set_banned(user.id, True)
+        await self.bot.store.bans.ban(user.id, None, by=interaction.user.id)
         await interaction.response.send_message(f"Banned {user.mention}.", ephemeral=True)
 
     @admin.command(name="unban", description="Let a user make images again")
     @admin_only()
     async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        await self.bot.store.users.set_banned(user.id, False)
+        await self.bot.store.bans.unban(user.id, None)
         await interaction.response.send_message(f"Unbanned {user.mention}.", ephemeral=True)
 
     @admin.command(name="purge", description="Delete all of a user's jobs and images")

@@ -14,10 +14,13 @@ import discord
 from discord import app_commands
 
 from fluxbot.app.compose import PolicyRefused
+from fluxbot.app.permissions import PermissionDenied
+from fluxbot.bot.tree import InvalidPayload
 from fluxbot.core.requests import RequestError
 from fluxbot.engine.animation import GifTooLarge
 from fluxbot.engine.pipeline import ModelLoadError
 from fluxbot.serving.scheduler import QueueFull
+from fluxbot.store.usage import LimitReached
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
@@ -42,6 +45,9 @@ def _check_failed(exc: BaseException) -> str:
 
 
 ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = [
+    (InvalidPayload, str),
+    (PermissionDenied, lambda e: f"🔒 {e}"),
+    (LimitReached, lambda e: f"⏳ {e}"),
     (PolicyRefused, lambda e: f"🚫 {e}"),
     (RequestError, _invalid_option),
     (QueueFull, lambda e: f"⏳ {e}"),

@@ -119,7 +119,7 @@ class Imagine(commands.Cog):
         if interaction.guild is None and not self.bot.settings.allow_dms:
             raise UserError("Images can only be made in a server channel here.")
         user = await self.bot.store.users.get_or_create(interaction.user.id)
-        if user.banned:
+        if await self.bot.store.bans.is_banned(interaction.user.id, interaction.guild_id):
             raise NotAllowed("You are not allowed to make images with this bot.")
         return user
 
@@ -215,8 +215,7 @@ class Imagine(commands.Cog):
         """Run 🔁 / 🎲 / ❌ for `user_id` on job `row`; returns what to tell the user."""
         if action == "cancel":
             return await self._cancel_or_delete(row, user_id, permissions, message)
-        user = await self.bot.store.users.get_or_create(user_id)
-        if user.banned:
+        if await self.bot.store.bans.is_banned(user_id, row.guild_id):
             raise NotAllowed("You are not allowed to make images with this bot.")
         request = GenerationRequest.from_params(row.params)
         if action == "reroll":
