@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     # Posting a result: attempts (with backoff) before it is left for the next start and /show.
     delivery_attempts: int = Field(default=5, ge=1, le=20)
     delivery_timeout_s: float = Field(default=30.0, gt=0)
+    delivery_backoff_s: float = Field(default=1.0, gt=0, le=60)
 
     # The styles file (TOML); unset: styles.toml in the data dir, if it exists.
     styles: Path | None = None

@@ -42,6 +42,7 @@ EXTENSIONS = (
     "fluxbot.bot.cogs.imagine",
     "fluxbot.bot.cogs.history",
     "fluxbot.bot.cogs.admin",
+    "fluxbot.bot.cogs.servers",
 )
 COMMANDS_HASH_FILE = "commands.sha256"
 RETENTION_INTERVAL_S = 3600.0
@@ -142,6 +143,9 @@ class FluxBot(commands.Bot):
                 log.exception("could not load %s", extension)
         limit_steps_option(self.tree, self.settings.max_steps)
         self.recovered_failures = await self.service.start(self.settings.recover_jobs)
+        # What every command reads before it is answered, cached up front.
+        await self.store.guilds.load_all()
+        await self.store.users.load_private_defaults()
         await self.sync_commands(force=False)
         retention = RetentionPolicy.from_settings(self.settings)
         if retention.enabled:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import select
+
 from fluxbot.core.requests import MAX_COUNT, RequestError
 from fluxbot.store.db import Database
 from fluxbot.store.models import GuildSettings
@@ -126,6 +128,7 @@ class GuildSettingsRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._cache: dict[int, GuildPolicy] = {}
+        self._all_loaded = False
 
     async def get(self, guild_id: int | None) -> GuildPolicy:
         """The server's policy (defaults for direct messages and unknown servers)."""
@@ -134,11 +137,20 @@ class GuildSettingsRepo:
         cached = self._cache.get(guild_id)
         if cached is not None:
             return cached
+        if self._all_loaded:
+            return GuildPolicy()
         async with self._db.read() as session:
             row = await session.get(GuildSettings, guild_id)
         policy = GuildPolicy.from_row(row)
         self._cache[guild_id] = policy
         return policy
+
+    async def load_all(self) -> None:
+        """Cache every stored server's policy at once (servers without a row use defaults)."""
+        async with self._db.read() as session:
+            rows = list(await session.scalars(select(GuildSettings)))
+        self._cache.update({row.guild_id: GuildPolicy.from_row(row) for row in rows})
+        self._all_loaded = True
 
     def cached(self, guild_id: int | None) -> GuildPolicy | None:
         """The policy if it is in the cache already (no database work), else None."""

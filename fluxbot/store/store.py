@@ -154,4 +154,6 @@ class Store:
 
     async def delete_user(self, user_id: int) -> Removal:
         """Forget everything about a user (rows and files); cancel `active_job_ids` after."""
-        return await delete_user_data(self.db, self.files, user_id)
+        removal = await delete_user_data(self.db, self.files, user_id)
+        self.users.forget_cached(user_id)
+        return removal

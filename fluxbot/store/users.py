@@ -65,6 +65,34 @@ class UserRepo:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Each user's "private results" default, read on every /imagine before it is answered.
+        self._private: dict[int, bool] = {}
+        self._private_loaded = False
+
+    async def load_private_defaults(self) -> None:
+        """Cache every user's private-results default at once (those who turned it on; the
+        rest are off), so answering a command needs no database read."""
+        async with self._db.read() as session:
+            on = set(await session.scalars(select(User.id).where(User.private_results)))
+        self._private = dict.fromkeys(on, True) | {
+            uid: value for uid, value in self._private.items() if uid not in on
+        }
+        self._private_loaded = True
+
+    async def private_default(self, user_id: int) -> bool:
+        """The user's private-results default (False for unknown users), cached."""
+        cached = self._private.get(user_id)
+        if cached is None and self._private_loaded:
+            return False
+        if cached is None:
+            async with self._db.read() as session:
+                value = await session.scalar(select(User.private_results).where(User.id == user_id))
+            cached = self._private[user_id] = bool(value)
+        return cached
+
+    def forget_cached(self, user_id: int) -> None:
+        """Drop what is cached about a user (their row was deleted)."""
+        self._private.pop(user_id, None)
 
     async def get(self, user_id: int) -> User | None:
         async with self._db.read() as session:
@@ -104,6 +132,7 @@ class UserRepo:
                 user.default_steps = default_steps
             if private_results is not None:
                 user.private_results = private_results
+            self._private[user_id] = user.private_results
             return user
 
     async def claim_seed(self, user_id: int, pick: Callable[[User], int]) -> int:

@@ -133,3 +133,22 @@ def test_require_raises_with_the_reason() -> None:
     require(can_control_bot(OWNER))
     with pytest.raises(PermissionDenied, match="owners"):
         require(can_control_bot(MANAGER_IN_A))
+
+
+@pytest.mark.parametrize(
+    ("verdict", "policy", "nsfw", "expected"),
+    [
+        ("flagged", "spoiler", False, "spoiler"),
+        ("flagged", "withhold", False, "withhold"),
+        ("flagged", "off", False, "show"),
+        ("flagged", "withhold", True, "show"),
+        ("flagged", "spoiler", True, "show"),
+        ("safe", "withhold", False, "show"),
+        (None, "withhold", False, "show"),
+    ],
+)
+def test_image_routing(verdict: str | None, policy: str, nsfw: bool, expected: str) -> None:
+    from fluxbot.app.image_routing import route_image
+    from fluxbot.store.guilds import SafetyPolicy
+
+    assert route_image(verdict, SafetyPolicy(policy), age_restricted_channel=nsfw) == expected

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from fluxbot.store.models import Job
+from fluxbot.store.models import JobRow
 from tests.bot.conftest import BotHarness, wait_for
 from tests.fake_discord.server import FakeDiscord
 
@@ -18,7 +18,7 @@ from tests.fake_discord.server import FakeDiscord
 async def job_count(harness: BotHarness) -> int:
     assert harness.bot is not None
     async with harness.bot.store.db.read() as session:
-        return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
+        return int(await session.scalar(select(func.count()).select_from(JobRow)) or 0)
 
 
 async def still_serving(harness: BotHarness) -> None:

@@ -572,6 +572,7 @@ class InteractionService:
         if (
             original is not None
             and original.loading
+            and not original.deleted
             and response is not None
             and response.type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
         ):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from fluxbot.app.admission import Refused
 from fluxbot.app.compose import PolicyRefused
 from fluxbot.app.permissions import PermissionDenied
 from fluxbot.bot.tree import InvalidPayload
@@ -48,6 +49,7 @@ ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = 
     (InvalidPayload, str),
     (PermissionDenied, lambda e: f"🔒 {e}"),
     (LimitReached, lambda e: f"⏳ {e}"),
+    (Refused, lambda e: f"🚫 {e}"),
     (PolicyRefused, lambda e: f"🚫 {e}"),
     (RequestError, _invalid_option),
     (QueueFull, lambda e: f"⏳ {e}"),
