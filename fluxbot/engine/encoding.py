@@ -15,7 +15,7 @@ from PIL import ExifTags, Image, PngImagePlugin
 
 from fluxbot import __version__
 from fluxbot.core.requests import GenerationResult
-from fluxbot.engine.safety import SafetyVerdict
+from fluxbot.engine.verdict import SafetyVerdict
 
 PARAMETERS_KEY = "parameters"
 FLUXBOT_KEY = "fluxbot"

@@ -15,11 +15,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from fluxbot.engine.verdict import EXPLICIT_LABELS, SafetyVerdict
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAFE = "safe"
-FLAGGED = "flagged"
 NUDENET_INPUT = 320
 DEFAULT_THRESHOLD = 0.5
 # NudeNet's labels, in the order of the model's output rows.
@@ -54,36 +54,8 @@ NUDENET_LABELS = (
     "FEMALE_BREAST_COVERED",
     "BUTTOCKS_COVERED",
 )
-# What makes an image "flagged": explicit nudity only (faces, feet, covered parts do not).
-EXPLICIT_LABELS = frozenset(
-    {
-        "BUTTOCKS_EXPOSED",
-        "FEMALE_BREAST_EXPOSED",
-        "FEMALE_GENITALIA_EXPOSED",
-        "MALE_GENITALIA_EXPOSED",
-        "ANUS_EXPOSED",
-    }
-)
 # Frames of an animation that are checked (first, middle, last): enough for a smooth morph.
 ANIMATION_SAMPLES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class SafetyVerdict:
-    """The classifier's verdict on one image, with the scores it came from (stored with it)."""
-
-    flagged: bool
-    scores: dict[str, float] = field(default_factory=dict)
-    model: str = "nudenet-320n"
-
-    @property
-    def label(self) -> str:
-        return FLAGGED if self.flagged else SAFE
-
-    def worst(self) -> tuple[str, float] | None:
-        """The highest-scoring explicit label, for messages and logs."""
-        explicit = [(k, v) for k, v in self.scores.items() if k in EXPLICIT_LABELS]
-        return max(explicit, key=lambda kv: kv[1]) if explicit else None
 
 
 class ImageClassifier(Protocol):

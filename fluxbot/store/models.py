@@ -48,6 +48,7 @@ DEFAULT_STEPS = 4
 ENUM_LENGTH = 16
 # A ban's guild_id for a ban everywhere (bot owners); a server's id for a ban there only.
 GLOBAL_SCOPE = 0
+# An image's `safety_verdict` when the classifier flagged it (SafetyVerdict.label's value).
 FLAGGED = "flagged"
 ACTIVE_STATUSES: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.RUNNING)
 FINISHED_STATUSES: tuple[JobStatus, ...] = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)

@@ -172,3 +172,10 @@ async def test_job_privacy_delivery_and_safety_are_stored(store: Store) -> None:
     assert failed.delivery_attempts == 1 and failed.delivery_error
     await store.jobs.mark_delivered(job.id)
     assert [j.public_id for j in await store.jobs.undelivered()] == [other.public_id]
+
+
+def test_the_stored_flag_is_the_verdicts_label() -> None:
+    from fluxbot.engine.verdict import FLAGGED as VERDICT_FLAGGED
+    from fluxbot.store.models import FLAGGED
+
+    assert FLAGGED == VERDICT_FLAGGED == SafetyVerdict(True).label
