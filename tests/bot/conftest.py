@@ -183,3 +183,13 @@ async def answer(
         what=f"the answer to /{name}",
     )
     return record
+
+
+async def said(record: Any, within_s: float = 30.0) -> Any:
+    """The interaction's last message once it says something (a deferred "thinking…" does not)."""
+
+    def check() -> Any:
+        messages = [m for m in record.messages if not m.deleted and not m.loading and m.content]
+        return messages[-1] if messages else None
+
+    return await wait_for(check, within_s=within_s, what=f"an answer to {record.name!r}")
