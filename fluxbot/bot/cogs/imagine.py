@@ -232,9 +232,10 @@ class Imagine(commands.Cog):
         notices = [*draft.notices, *filter(None, [claim.quota_note()])]
         if notices:
             text += "\n" + "\n".join(f"ℹ️ {n}" for n in notices)
-        await interaction.edit_original_response(content=text)
+        # Remember the status message before it says "queued", so a ❌ on it always finds its job.
         original = await interaction.original_response()
         await self.bot.store.jobs.set_messages(submission.row.id, status_message_id=original.id)
+        await interaction.edit_original_response(content=text)
         self.poster.track(submission.handle, StatusTarget(interaction=interaction))
 
     # -- controls -----------------------------------------------------------------------------
