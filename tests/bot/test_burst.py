@@ -35,10 +35,10 @@ async def test_a_burst_of_200_commands_is_all_acknowledged(harness: BotHarness) 
         async with bot.store.db.read() as session:
             return int(await session.scalar(select(func.count()).select_from(JobRow)) or 0)
 
-    for _ in range(600):
+    for _ in range(600):  # the work after the acks takes its time on a busy machine
         if await queued() == COMMANDS:
             break
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
     assert await queued() == COMMANDS, "every acknowledged command queued its job"
     q = statistics.quantiles(latencies, n=100)
     print(
