@@ -112,6 +112,13 @@ class Settings(BaseSettings):
 
     blocklist: Annotated[tuple[str, ...], NoDecode] = ()
     allow_dms: bool = False
+    # Classify every finished image with the offline NudeNet detector (see engine/safety.py).
+    image_safety: bool = True
+    safety_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # Posting a result: attempts (with backoff) before it is left for the next start and /show.
+    delivery_attempts: int = Field(default=5, ge=1, le=20)
+    delivery_timeout_s: float = Field(default=30.0, gt=0)
+    delivery_backoff_s: float = Field(default=1.0, gt=0, le=60)
 
     # The styles file (TOML); unset: styles.toml in the data dir, if it exists.
     styles: Path | None = None

@@ -28,6 +28,12 @@ from fluxbot.engine.placement import (
     plan_placement,
     unplanned_reason,
 )
+from fluxbot.engine.safety import (
+    ImageClassifier,
+    NudeNetClassifier,
+    SafetyCheckedEncoder,
+    SafetyUnavailable,
+)
 from fluxbot.prompts.policy import ContentPolicy
 from fluxbot.serving.scheduler import Scheduler
 from fluxbot.serving.workers.base import Worker
@@ -45,6 +51,7 @@ class Engine:
     devices: list[DeviceInfo]
     styles: StyleCatalog
     deriver: Deriver
+    classifier: ImageClassifier | None = None
 
 
 def build_composer(settings: Settings) -> RequestComposer:
@@ -109,12 +116,32 @@ def runner_factory(
     return build
 
 
-def _encoder(settings: Settings) -> Callable[[GenerationResult], list[object]]:
-    return partial(encode_result, model=settings.model)  # type: ignore[return-value]
+def build_classifier(settings: Settings) -> ImageClassifier | None:
+    """The image-safety classifier, or None when it is off (or could not load: logged)."""
+    if not settings.image_safety:
+        return None
+    try:
+        return NudeNetClassifier(threshold=settings.safety_threshold)
+    except SafetyUnavailable as exc:
+        log.error("%s; images will be posted unchecked", exc)
+        return None
+
+
+def _encoder(
+    settings: Settings, classifier: ImageClassifier | None = None
+) -> Callable[[GenerationResult], list[object]]:
+    """PNG (or GIF) encoding; with a classifier, each image's safety verdict rides along."""
+    encode = partial(encode_result, model=settings.model)
+    if classifier is None:
+        return encode  # type: ignore[return-value]
+    return SafetyCheckedEncoder(encode, classifier)  # type: ignore[return-value]
 
 
 def build_workers(
-    settings: Settings, devices: Sequence[DeviceInfo], styles: StyleCatalog | None = None
+    settings: Settings,
+    devices: Sequence[DeviceInfo],
+    styles: StyleCatalog | None = None,
+    classifier: ImageClassifier | None = None,
 ) -> list[Worker]:
     if settings.backend is Backend.RAY:
         from fluxbot.serving.workers.ray_backend import build_ray_workers
@@ -126,7 +153,7 @@ def build_workers(
             settings,
             replica.primary,
             runner_factory(settings, by_name[replica.primary], replica, styles),
-            encode=_encoder(settings),
+            encode=_encoder(settings, classifier),
         )
         for replica in plan_replicas(settings, devices)
     ]
@@ -144,10 +171,11 @@ def build_engine(
         styles = load_styles(settings)
     if devices is None:
         devices = select_devices(settings.gpus, discover_devices())
-    workers = build_workers(settings, devices, styles)
+    classifier = build_classifier(settings)
+    workers = build_workers(settings, devices, styles, classifier)
     scheduler = Scheduler.from_settings(settings, workers)
-    service = JobService(store, scheduler)
+    service = JobService(store, scheduler, classifier=classifier)
     log.info("engine: %d worker(s) on %s", len(workers), ", ".join(w.device for w in workers))
     composer = build_composer(settings)
     deriver = Deriver(store, composer, upscale_tile=settings.upscale_tile)
-    return Engine(service, scheduler, composer, list(devices), styles, deriver)
+    return Engine(service, scheduler, composer, list(devices), styles, deriver, classifier)

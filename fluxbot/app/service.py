@@ -16,6 +16,7 @@ from fluxbot.app.derive import ImageJob
 from fluxbot.app.uploads import Upload
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
+from fluxbot.engine.safety import ImageClassifier, classify_files
 from fluxbot.serving.events import FinishedEvent, JobEvent, StartedEvent
 from fluxbot.serving.handle import JobHandle, QueuePlace
 from fluxbot.serving.job import Job, JobOutcome
@@ -42,9 +43,12 @@ class Submission:
 class JobService:
     """Submit, cancel and follow jobs; durable state in the store, live state in the scheduler."""
 
-    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+    def __init__(
+        self, store: Store, scheduler: Scheduler, *, classifier: ImageClassifier | None = None
+    ) -> None:
         self.store = store
         self.scheduler = scheduler
+        self.classifier = classifier
         self._rows: dict[str, int] = {}
         self._started: dict[str, asyncio.Task[None]] = {}
         self._persisting: set[asyncio.Task[None]] = set()
@@ -233,11 +237,33 @@ class JobService:
             return
         if row is None:
             return
+        if row.status is JobStatus.DONE:
+            await self._count_usage(row, outcome)
         for callback in self._callbacks:
             try:
                 await callback(row, outcome)
             except Exception:
                 log.exception("a finished-job callback failed for job %s", outcome.job_id)
+
+    async def _count_usage(self, row: JobRow, outcome: JobOutcome) -> None:
+        timings = outcome.timings
+        gpu_s = timings.text_encode + timings.denoise + timings.decode
+        try:
+            await self.store.usage.record_finish(
+                row.guild_id, row.user_id, images=len(row.images), gpu_seconds=gpu_s
+            )
+        except Exception:
+            log.exception("could not count the usage of job %s", row.public_id)
+
+    async def _safety_checked(self, files: list[object]) -> list[object]:
+        """Files the worker sent without a verdict (a Ray worker) are classified here."""
+        if self.classifier is None or all(getattr(f, "safety", 0) is not None for f in files):
+            return files
+        try:
+            return await asyncio.to_thread(classify_files, self.classifier, files)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("the image-safety check failed; the images are stored unchecked")
+            return files
 
     async def _write_outcome(self, row_id: int, outcome: JobOutcome) -> JobRow | None:
         jobs = self.store.jobs
@@ -245,7 +271,8 @@ class JobService:
         match outcome.status:
             case JobStatus.DONE:
                 row = await jobs.require(row_id)
-                return await self.store.finish_job(row, outcome.files, timings=timings)
+                files = await self._safety_checked(outcome.files)
+                return await self.store.finish_job(row, files, timings=timings)  # type: ignore[arg-type]
             case JobStatus.FAILED:
                 return await jobs.mark_failed(row_id, outcome.error or "failed", timings=timings)
             case JobStatus.CANCELLED:

@@ -29,8 +29,11 @@ from fluxbot.app.service import JobService
 from fluxbot.app.style_samples import StyleSamples
 from fluxbot.bot.cogs import presenters
 from fluxbot.bot.cogs.results import ResultPoster
+from fluxbot.bot.delivery import RetryPolicy
+from fluxbot.bot.guard import guard_parsers
 from fluxbot.bot.live import LiveJobs
 from fluxbot.bot.permissions import invite_url
+from fluxbot.bot.tree import FluxTree
 from fluxbot.config import Settings
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.serving.workers.base import WorkerState
@@ -47,6 +50,7 @@ EXTENSIONS = (
     "fluxbot.bot.cogs.edits",
     "fluxbot.bot.cogs.history",
     "fluxbot.bot.cogs.admin",
+    "fluxbot.bot.cogs.servers",
 )
 COMMANDS_HASH_FILE = "commands.sha256"
 RETENTION_INTERVAL_S = 3600.0
@@ -93,13 +97,22 @@ class FluxBot(commands.Bot):
             intents=bot_intents(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            tree_cls=FluxTree,
         )
+        guard_parsers(self._connection.parsers)
         self.settings = settings
+        # Bot owners: FLUXBOT_ADMIN_IDS now, the application's owner or team once connected.
+        self.owner_ids: frozenset[int] = frozenset(settings.admin_ids)
         self.store = store
         self.engine = engine
         self.live = LiveJobs()
+        retry = RetryPolicy(
+            attempts=settings.delivery_attempts,
+            timeout_s=settings.delivery_timeout_s,
+            first_delay_s=settings.delivery_backoff_s,
+        )
         self.poster = ResultPoster(
-            self, store, engine.service, self.live, StyleSamples(settings.data_dir)
+            self, store, engine.service, self.live, StyleSamples(settings.data_dir), retry
         )
         engine.service.on_finished(self.poster.post)
         self.nvml = NvmlMonitor()
@@ -111,7 +124,26 @@ class FluxBot(commands.Bot):
     def service(self) -> JobService:
         return self.engine.service
 
+    async def load_owners(self) -> frozenset[int]:
+        """The application's owner (or its team's members) plus FLUXBOT_ADMIN_IDS."""
+        owners = set(self.settings.admin_ids)
+        try:
+            info = await self.application_info()
+        except discord.HTTPException as exc:
+            log.warning(
+                "could not read the application's owners (%s); using FLUXBOT_ADMIN_IDS", exc
+            )
+        else:
+            if info.team is not None:
+                owners.update(member.id for member in info.team.members)
+            else:
+                owners.add(info.owner.id)
+        self.owner_ids = frozenset(owners)
+        log.info("bot owners: %d", len(self.owner_ids))
+        return self.owner_ids
+
     async def setup_hook(self) -> None:
+        await self.load_owners()
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
@@ -120,6 +152,9 @@ class FluxBot(commands.Bot):
         limit_steps_option(self.tree, self.settings.max_steps)
         recovery = await self.service.start(self.settings.recover_jobs)
         self.recovered_failures = recovery.failed
+        # What every command reads before it is answered, cached up front.
+        await self.store.guilds.load_all()
+        await self.store.users.load_private_defaults()
         for row in recovery.queued:
             self.poster.follow_recovered(row)
         await self.sync_commands(force=False)

@@ -20,6 +20,7 @@ from PIL import ExifTags, Image, PngImagePlugin
 
 from fluxbot import __version__
 from fluxbot.core.requests import GenerationResult
+from fluxbot.engine.verdict import SafetyVerdict
 
 PARAMETERS_KEY = "parameters"
 FLUXBOT_KEY = "fluxbot"
@@ -45,6 +46,8 @@ class EncodedImage:
     height: int
     format: str = "png"
     note: str | None = None
+    # The image-safety classifier's verdict, when it ran (see fluxbot.engine.safety).
+    safety: SafetyVerdict | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

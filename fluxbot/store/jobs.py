@@ -15,7 +15,7 @@ from fluxbot.core.requests import GenerationRequest, JobKind, JobStatus
 from fluxbot.store.db import Database
 from fluxbot.store.errors import JobNotFound
 from fluxbot.store.ids import new_public_id, normalize_public_id
-from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse
+from fluxbot.store.models import ACTIVE_STATUSES, FLAGGED, Image, JobRow, SeedUse
 from fluxbot.store.types import utcnow
 from fluxbot.store.users import ensure_user
 
@@ -33,6 +33,9 @@ class Origin:
     application_id: int | None = None
     # Defaults to 15 minutes after the job is created when there is an interaction.
     token_expires_at: datetime | None = None
+    # Shown to its owner only (and its rerolls too); made in an age-restricted channel.
+    private: bool = False
+    age_restricted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,8 @@ class JobRepo:
                 parent_id=parent_id,
                 operation=None if edit is None else str(edit.operation),
                 source_sha256=None if edit is None else edit.source_sha256,
-                private=private,
+                private=private or origin.private,
+                age_restricted=origin.age_restricted,
                 prompt=request.prompt,
                 negative=request.negative,
                 params=request.to_params(),
@@ -165,9 +169,11 @@ class JobRepo:
         per_page: int = 10,
         text: str | None = None,
         seed: int | None = None,
+        guild_id: int | None = None,
     ) -> JobPage:
         """A user's jobs, newest first, one page at a time; optionally only those whose prompt
-        contains `text` (case-insensitive) or that used `seed` (for any of their images)."""
+        contains `text` (case-insensitive) or that used `seed` (for any of their images); with
+        `guild_id`, those made there."""
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         page = max(0, page)
         where = [JobRow.user_id == user_id]
@@ -178,6 +184,8 @@ class JobRepo:
         if seed is not None:
             used = select(Image.job_id).where(Image.seed == seed)
             where.append(or_(JobRow.seed == seed, JobRow.id.in_(used)))
+        if guild_id is not None:
+            where.append(JobRow.guild_id == guild_id)
         query = (
             select(JobRow)
             .where(*where)
@@ -206,15 +214,64 @@ class JobRepo:
         async with self._db.read() as session:
             return list(await session.scalars(query))
 
-    async def queue(self) -> list[JobRow]:
-        """Queued and running jobs, oldest first (what the scheduler must still do)."""
+    async def queue(self, *, guild_id: int | None = None) -> list[JobRow]:
+        """Queued and running jobs, oldest first (what the scheduler must still do);
+        with `guild_id`, only those made in that server."""
         query = (
             select(JobRow)
             .where(JobRow.status.in_(ACTIVE_STATUSES))
             .order_by(JobRow.created_at, JobRow.id)
         )
+        if guild_id is not None:
+            query = query.where(JobRow.guild_id == guild_id)
         async with self._db.read() as session:
             return list(await session.scalars(query))
+
+    async def flagged(self, *, guild_id: int | None = None, limit: int = 25) -> list[JobRow]:
+        """Jobs with an image the safety classifier flagged, newest first (one server or all)."""
+        flagged_ids = select(Image.job_id).where(Image.safety_verdict == FLAGGED)
+        query = (
+            select(JobRow)
+            .where(JobRow.id.in_(flagged_ids))
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(max(1, min(limit, MAX_PER_PAGE)))
+        )
+        if guild_id is not None:
+            query = query.where(JobRow.guild_id == guild_id)
+        async with self._db.read() as session:
+            return list(await session.scalars(query))
+
+    async def undelivered(self) -> list[JobRow]:
+        """Done jobs whose result was never posted, oldest first (retried at start)."""
+        query = (
+            select(JobRow)
+            .where(JobRow.status == JobStatus.DONE, JobRow.delivered_at.is_(None))
+            .order_by(JobRow.finished_at, JobRow.id)
+        )
+        async with self._db.read() as session:
+            return list(await session.scalars(query))
+
+    async def mark_delivered(self, job_id: int, *, now: datetime | None = None) -> None:
+        """The result reached Discord: never post it again by itself."""
+        async with self._db.write() as session:
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(
+                    delivered_at=now or utcnow(),
+                    delivery_attempts=JobRow.delivery_attempts + 1,
+                    delivery_error=None,
+                )
+            )
+
+    async def mark_undelivered(self, job_id: int, error: str) -> None:
+        """Posting failed (after retries): kept for the next start and for `/show`."""
+        async with self._db.write() as session:
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(delivery_attempts=JobRow.delivery_attempts + 1, delivery_error=error[:500])
+            )
 
     async def waiting_counts(self) -> dict[int, int]:
         """Queued plus running jobs per user id (users with none are left out)."""

@@ -1,4 +1,5 @@
-"""The store's tables as typed ORM models: users, jobs, images and each user's seed history.
+"""The store's tables as typed ORM models: users, jobs, images, each user's seed history, and the
+per-server tables (settings, bans, usage).
 
 Objects handed out by the repositories are detached snapshots (`expire_on_commit=False`);
 change rows through repository methods, not by setting attributes.
@@ -13,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -43,6 +46,10 @@ DEFAULT_STEPS = 4
 # Room to grow: the enums are stored as plain strings without a CHECK, so adding a member
 # later needs no table rebuild.
 ENUM_LENGTH = 16
+# A ban's guild_id for a ban everywhere (bot owners); a server's id for a ban there only.
+GLOBAL_SCOPE = 0
+# An image's `safety_verdict` when the classifier flagged it (SafetyVerdict.label's value).
+FLAGGED = "flagged"
 ACTIVE_STATUSES: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.RUNNING)
 FINISHED_STATUSES: tuple[JobStatus, ...] = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -76,11 +83,10 @@ class User(Base):
     default_aspect: Mapped[str] = mapped_column(String(8), default=DEFAULT_ASPECT)
     default_steps: Mapped[int] = mapped_column(Integer, default=DEFAULT_STEPS)
     private_results: Mapped[bool] = mapped_column(default=False)
-    banned: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:
-        return f"User(id={self.id}, seed_profile={self.seed_profile!r}, banned={self.banned})"
+        return f"User(id={self.id}, seed_profile={self.seed_profile!r})"
 
 
 class JobRow(Base):
@@ -128,6 +134,13 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Age-restricted jobs were made in an NSFW channel and are shown only in one.
+    age_restricted: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Delivery of the result: None until a post succeeded; a done job without it is retried
+    # (also after a restart) and `/show` can always post it.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    delivery_error: Mapped[str | None] = mapped_column(Text)
 
     images: Mapped[list[Image]] = relationship(
         back_populates="job",
@@ -176,6 +189,14 @@ class Image(Base):
     format: Mapped[str] = mapped_column(String(8))
     size_bytes: Mapped[int] = mapped_column("bytes", BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The image-safety classifier's verdict ('safe' / 'flagged'; None: not classified) and
+    # its per-label scores.
+    safety_verdict: Mapped[str | None] = mapped_column(String(16))
+    safety_scores: Mapped[dict[str, float] | None] = mapped_column(JSON)
+
+    @property
+    def flagged(self) -> bool:
+        return self.safety_verdict == FLAGGED
 
     job: Mapped[JobRow] = relationship(back_populates="images", lazy="raise")
 
@@ -224,3 +245,57 @@ class SeedUse(Base):
 
     def __repr__(self) -> str:
         return f"SeedUse(user_id={self.user_id}, seed={self.seed}, job_id={self.job_id})"
+
+
+class GuildSettings(Base):
+    """One server's policy, set by its managers with `/server settings` (defaults: no limits)."""
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # Channels where the bot may be used; empty means every channel.
+    allowed_channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    required_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    cooldown_s: Mapped[int] = mapped_column(Integer, default=0)
+    # Jobs per user per UTC day; 0 means no quota.
+    daily_quota: Mapped[int] = mapped_column(Integer, default=0)
+    max_count: Mapped[int | None] = mapped_column(Integer)
+    max_steps: Mapped[int | None] = mapped_column(Integer)
+    private_default: Mapped[bool] = mapped_column(default=False)
+    safety_policy: Mapped[str] = mapped_column(String(16), default="spoiler")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Ban(Base):
+    """A user who may not make images in one server, or anywhere (`guild_id == GLOBAL_SCOPE`).
+
+    No foreign key to users: a ban must outlive the user's own data (forget-me keeps it).
+    """
+
+    __tablename__ = "bans"
+    __table_args__ = (UniqueConstraint("user_id", "guild_id", name="uq_bans_user_id_guild_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    banned_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Usage(Base):
+    """Jobs, images and GPU seconds of one user in one server on one UTC day.
+
+    Counted when a job is queued (jobs) and when it finishes (images, GPU seconds), so quotas
+    and `/server stats` survive deleted jobs. `guild_id` 0 stands for direct messages and the CLI.
+    """
+
+    __tablename__ = "usage"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    jobs: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    last_job_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
-from fluxbot.store.models import ACTIVE_STATUSES, Image, JobRow, SeedUse, SourceImage, User
+from fluxbot.store.models import (
+    ACTIVE_STATUSES,
+    Image,
+    JobRow,
+    SeedUse,
+    SourceImage,
+    Usage,
+    User,
+)
 
 _CHUNK = 500  # stay far below SQLite's limit on bound parameters
 
@@ -70,7 +78,9 @@ async def delete_user_data(
     db: Database, files: ImageFiles, user_id: int, sources: ImageFiles | None = None
 ) -> Removal:
     """Forget a user: their jobs, images (rows and files), source images (uploads and the
-    images their jobs started from), seed history and settings."""
+    images their jobs started from), seed history, usage and settings.
+
+    Bans stay: forgetting oneself must not lift a ban."""
     async with db.write() as session:
         source_rows = await session.execute(
             select(SourceImage.path, SourceImage.size_bytes).where(SourceImage.user_id == user_id)
@@ -88,6 +98,7 @@ async def delete_user_data(
         active_ids = tuple(job_id for job_id, status in jobs if status in ACTIVE_STATUSES)
         paths, size = await delete_job_rows(session, job_ids)
         await session.execute(delete(SeedUse).where(SeedUse.user_id == user_id))
+        await session.execute(delete(Usage).where(Usage.user_id == user_id))
         deleted = cast(
             CursorResult[Any], await session.execute(delete(User).where(User.id == user_id))
         )

@@ -76,6 +76,8 @@ async def save_images(
                 format=image.format,
                 size_bytes=len(image.data),
                 created_at=now,
+                safety_verdict=image.safety.label if image.safety else None,
+                safety_scores=dict(image.safety.scores) if image.safety else None,
             )
             for path, index, image in planned
         ]

@@ -13,8 +13,10 @@ from sqlalchemy.engine import URL
 
 from fluxbot.config import RecoverPolicy
 from fluxbot.core.requests import JobStatus
+from fluxbot.store.bans import BanRepo
 from fluxbot.store.db import Database, is_memory
 from fluxbot.store.files import SOURCES_SUBDIR, EncodedImage, ImageFiles
+from fluxbot.store.guilds import GuildSettingsRepo
 from fluxbot.store.images import ImageRepo
 from fluxbot.store.jobs import JobRepo
 from fluxbot.store.migrate import upgrade_database
@@ -24,6 +26,7 @@ from fluxbot.store.removal import Removal, delete_jobs, delete_user_data
 from fluxbot.store.results import save_images
 from fluxbot.store.retention import RetentionPolicy, prune
 from fluxbot.store.sources import SourceRepo
+from fluxbot.store.usage import UsageRepo
 from fluxbot.store.users import UserRepo
 
 
@@ -38,7 +41,8 @@ class Startup:
 class Store:
     """The database and image files behind fluxbot; create with `await Store.open(...)`.
 
-    `users`, `jobs` and `images` are the repositories for queries; the methods here are the
+    `users`, `jobs`, `images`, `guilds` (per-server policy), `bans` and `usage` are the
+    repositories for queries; the methods here are the
     operations that touch both rows and files, which must happen in a careful order.
     """
 
@@ -50,6 +54,9 @@ class Store:
         self.jobs = JobRepo(db)
         self.images = ImageRepo(db)
         self.sources = SourceRepo(db, ImageFiles(self.data_dir, SOURCES_SUBDIR))
+        self.guilds = GuildSettingsRepo(db)
+        self.bans = BanRepo(db)
+        self.usage = UsageRepo(db)
 
     @classmethod
     async def open(
@@ -169,4 +176,6 @@ class Store:
 
     async def delete_user(self, user_id: int) -> Removal:
         """Forget everything about a user (rows and files); cancel `active_job_ids` after."""
-        return await delete_user_data(self.db, self.files, user_id, self.sources.files)
+        removal = await delete_user_data(self.db, self.files, user_id, self.sources.files)
+        self.users.forget_cached(user_id)
+        return removal

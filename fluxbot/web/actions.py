@@ -110,10 +110,10 @@ class Studio:
     # -- making images --------------------------------------------------------------------------
 
     async def _member(self, identity: Identity) -> User:
-        user = await self.store.users.get_or_create(identity.user_id)
-        if user.banned:
+        # The studio belongs to no server: only a bot-wide ban applies here.
+        if await self.store.bans.is_banned(identity.user_id, None):
             raise NotAllowed("You are not allowed to make images with this bot.")
-        return user
+        return await self.store.users.get_or_create(identity.user_id)
 
     async def _seed_for(self, user_id: int, explicit: int | None) -> int:
         if explicit is not None:
@@ -343,8 +343,12 @@ class Studio:
 
     async def set_banned(self, identity: Identity, user_id: int, banned: bool) -> str:
         self.require_admin(identity)
-        await self.store.users.set_banned(user_id, banned)
-        return f"{'Banned' if banned else 'Unbanned'} user {user_id}."
+        # Studio admins are the bot's owners: their bans hold everywhere (guild None).
+        if banned:
+            await self.store.bans.ban(user_id, None, by=identity.user_id)
+        else:
+            await self.store.bans.unban(user_id, None)
+        return f"{'Banned' if banned else 'Unbanned'} user {user_id} everywhere."
 
 
 def _index(image: object) -> int:

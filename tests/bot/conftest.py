@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 
 from fluxbot.bot.client import FluxBot, create_bot
 from fluxbot.config import Settings, load_settings
+from tests.fake_discord import permissions
+from tests.fake_discord.models import FakeChannel, FakeGuild, FakeRole, FakeUser
 from tests.fake_discord.server import FakeDiscord
 
 BOT_START_S = 60.0
@@ -97,8 +100,96 @@ def results(server: FakeDiscord) -> list[Any]:
     return [m for m in server.messages() if m.attachments and m.embeds]
 
 
-async def imagine_queued(server: FakeDiscord, user: Any, prompt: str, **options: Any) -> Any:
+async def imagine_queued(
+    server: FakeDiscord, user: Any, prompt: str, *, channel: Any = None, **options: Any
+) -> Any:
     """Run /imagine and wait until the bot says the job is queued (commands run concurrently)."""
-    record = await server.slash(user, "imagine", {"prompt": prompt, "steps": 1, **options})
-    await wait_for(lambda: record.original and "position" in record.original.content)
+    record = await server.slash(
+        user, "imagine", {"prompt": prompt, "steps": 1, **options}, channel=channel
+    )
+    try:
+        await wait_for(lambda: record.original and "position" in record.original.content)
+    except AssertionError:
+        said = [m.content for m in record.messages]
+        raise AssertionError(f"/imagine {prompt!r} was not queued; the bot said {said}") from None
     return record
+
+
+@dataclass
+class TwoServers:
+    """Server A (the fake's own guild) and server B, and who is what where.
+
+    `owner` owns the application (a bot owner) and is a plain member of B; `manager` has Manage
+    Server in A and is a plain member of B; `member` (alice) and `author` (bob) are plain
+    members of both.
+    """
+
+    server: FakeDiscord
+    owner: FakeUser
+    manager: FakeUser
+    member: FakeUser
+    author: FakeUser
+    guild_a: FakeGuild
+    channel_a: FakeChannel
+    nsfw_a: FakeChannel
+    guild_b: FakeGuild
+    channel_b: FakeChannel
+    managers_role: FakeRole
+
+
+def two_servers(server: FakeDiscord) -> TwoServers:
+    """Add server B and a server-A manager to the fake world (call before the bot starts)."""
+    state = server.state
+    managers_role = state.add_role(server.guild, "Managers", permissions.MANAGE_GUILD)
+    manager = server.add_user("manager_a", roles=[managers_role])
+    owner_b = state.add_user("owner_b")
+    guild_b = state.add_guild("server B", owner_b)
+    bot_role_b = state.add_role(
+        guild_b,
+        server.bot_user.username,
+        permissions.BOT_ROLE_DEFAULT,
+        managed=True,
+        bot_id=server.bot_user.id,
+    )
+    state.add_member(guild_b, owner_b)
+    state.add_member(guild_b, server.bot_user, [bot_role_b])
+    for user in (server.owner, manager, server.alice, server.bob):
+        state.add_member(guild_b, user)
+    channel_b = state.add_channel(guild_b, "general-b")
+    return TwoServers(
+        server=server,
+        owner=server.owner,
+        manager=manager,
+        member=server.alice,
+        author=server.bob,
+        guild_a=server.guild,
+        channel_a=server.channel,
+        nsfw_a=server.nsfw_channel,
+        guild_b=guild_b,
+        channel_b=channel_b,
+        managers_role=managers_role,
+    )
+
+
+async def answer(
+    server: FakeDiscord, user: FakeUser, name: str, options: dict[str, Any] | None = None, **kw: Any
+) -> Any:
+    """Run a command and wait for its (last) visible answer; returns the interaction record."""
+    record = await server.slash(user, name, options or {}, strict=False, **kw)
+    await record.wait_response(within_s=3.0)
+    await wait_for(
+        lambda: record.messages and not record.messages[-1].loading,
+        within_s=30,
+        what=f"the answer to /{name}",
+    )
+    return record
+
+
+async def said(record: Any, within_s: float = 30.0) -> Any:
+    """The interaction's last message once it says something (a deferred "thinking…" does not)."""
+
+    def check() -> Any:
+        messages = [m for m in record.messages if not m.deleted and not m.loading and m.content]
+        return messages[-1] if messages else None
+
+    return await wait_for(check, within_s=within_s, what=f"an answer to {record.name!r}")

@@ -17,7 +17,6 @@ from discord.ext import commands
 
 import fluxbot
 from fluxbot.app.export import UnknownUser
-from fluxbot.bot.cogs.checks import AdminRequired
 from fluxbot.bot.login import DiscordUnreachable, TokenRejected
 from fluxbot.cli.commands import ModelUnavailable
 from fluxbot.cli.main import CliError
@@ -33,7 +32,6 @@ from tests.bot.conftest import BotHarness, wait_for
 EXAMPLES: dict[type[UserError], tuple[UserError, str]] = {
     UserError: (UserError("Pick a job of yours."), "Pick a job of yours."),
     NotAllowed: (NotAllowed("Not yours."), "🔒 Not yours."),
-    AdminRequired: (AdminRequired("Admins only."), "🔒 Admins only."),
     RequestError: (
         RequestError("steps", 20, "1 to 8"),
         "That didn't work: steps 20 is not allowed: 1 to 8.",

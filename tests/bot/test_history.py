@@ -40,7 +40,7 @@ async def test_seed_profile_fixed_then_history_and_show(harness: BotHarness) -> 
     await wait_for(lambda: "Page 2 of 2" in page.embeds[0]["footer"]["text"], what="page 2")
     assert click.acknowledged
     refused = await _answer(server, server.bob, "history", {"user": server.alice.id})
-    assert "admins" in refused.messages[-1].content
+    assert "your own history" in refused.messages[-1].content
     job_id = first.embeds[0]["fields"][-1]["value"].strip("`")
     before = len(results(server))
     await server.slash(server.bob, "show", {"job_id": job_id})

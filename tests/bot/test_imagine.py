@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fluxbot.engine.encoding import read_parameters
-from tests.bot.conftest import BotHarness, imagine_queued, results, wait_for
+from tests.bot.conftest import BotHarness, imagine_queued, results, said, wait_for
 
 
 async def test_imagine_posts_a_png_with_its_seed(harness: BotHarness) -> None:
@@ -132,12 +132,11 @@ async def test_bad_options_get_an_ephemeral_error_and_queue_nothing(harness: Bot
     record = await server.slash(
         server.alice, "imagine", {"prompt": "a cat --seed -5"}, strict=False
     )
-    await wait_for(lambda: record.messages, what="an answer")
-    text = record.messages[-1].content
-    assert "seed" in text and "4294967295" in text and record.ephemeral
+    answer = await said(record)
+    text = answer.content
+    assert "seed" in text and "4294967295" in text and answer.ephemeral
     record = await server.slash(server.alice, "imagine", {"prompt": "a cat --ar 5:4"})
-    await wait_for(lambda: record.messages, what="an answer")
-    assert "16:9" in record.messages[-1].content
+    assert "16:9" in (await said(record)).content
     assert (await bot.store.jobs.for_user(server.alice.id)).total == 0
 
 
@@ -168,8 +167,8 @@ async def test_the_policy_is_stricter_outside_nsfw_channels(harness: BotHarness)
     bot = await harness.start()
     server = harness.server
     refused = await server.slash(server.alice, "imagine", {"prompt": "a nude portrait"})
-    await wait_for(lambda: refused.messages, what="the refusal")
-    assert refused.ephemeral and "🚫" in refused.messages[-1].content
+    refusal = await said(refused)
+    assert refusal.ephemeral and "🚫" in refusal.content
     allowed = await server.slash(
         server.alice,
         "imagine",
@@ -180,6 +179,5 @@ async def test_the_policy_is_stricter_outside_nsfw_channels(harness: BotHarness)
     never = await server.slash(
         server.alice, "imagine", {"prompt": "a nude child"}, channel=server.nsfw_channel
     )
-    await wait_for(lambda: never.messages, what="the refusal")
-    assert "🚫" in never.messages[-1].content
+    assert "🚫" in (await said(never)).content
     assert (await bot.store.jobs.for_user(server.alice.id)).total == 1

@@ -21,7 +21,7 @@ async def test_two_users_are_served_fairly(harness: BotHarness) -> None:
     assert order.index("bob 0") <= 1, order
 
 
-async def test_gpu_for_admins_only(harness: BotHarness) -> None:
+async def test_gpu_for_managers_only(harness: BotHarness) -> None:
     await harness.start()
     server = harness.server
     record = await server.slash(server.admin, "gpu")
@@ -33,10 +33,10 @@ async def test_gpu_for_admins_only(harness: BotHarness) -> None:
     assert fields["Profile (memory/speed)"] == "full/eager"
     refused = await server.slash(server.alice, "gpu", strict=False)
     await wait_for(lambda: refused.messages, what="the refusal")
-    assert refused.ephemeral and "admins" in refused.messages[-1].content
+    assert refused.ephemeral and "managers" in refused.messages[-1].content
     assert not refused.messages[-1].embeds
     command = server.command("gpu")
-    assert int(command["default_member_permissions"]) == 8  # Administrator
+    assert int(command["default_member_permissions"]) == 32  # Manage Server
 
 
 async def test_admin_listed_by_id_can_pause_and_resume(harness: BotHarness) -> None:

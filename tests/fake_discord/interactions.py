@@ -287,6 +287,25 @@ class InteractionService:
         record = self._register(APPLICATION_COMMAND, user, channel, data, name=name)
         return await self._dispatch(record)
 
+    async def raw_slash(
+        self,
+        user: FakeUser,
+        name: str,
+        channel: FakeChannel,
+        mutate: Callable[[dict[str, Any]], None],
+    ) -> InteractionRecord:
+        """A /name interaction whose payload `mutate` changes in place before it is sent: for
+        the malformed payloads Discord should never send."""
+        command = self.state.commands.find(name, channel.guild_id)
+        data: dict[str, Any] = {
+            "id": command["id"] if command else str(self.state.ids.next()),
+            "name": name,
+            "type": 1,
+        }
+        record = self._register(APPLICATION_COMMAND, user, channel, data, name=name)
+        mutate(record.payload)
+        return await self._dispatch(record)
+
     async def autocomplete(
         self,
         user: FakeUser,
@@ -553,6 +572,7 @@ class InteractionService:
         if (
             original is not None
             and original.loading
+            and not original.deleted
             and response is not None
             and response.type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
         ):

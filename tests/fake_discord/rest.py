@@ -6,6 +6,7 @@ kept in `unknown_routes`, so a test can assert the bot called nothing unexpected
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -54,12 +55,16 @@ RECORD_KEY = web.RequestKey("fake_discord_record", RecordedRequest)
 
 @dataclass
 class Fault:
-    """An error to answer instead of running the handler (see `FakeDiscord.fail_next`)."""
+    """An error to answer instead of running the handler (see `FakeDiscord.fail_next`), or a
+    fault of the connection: `delay_s` answers late (after running the handler), `reset`
+    drops the connection without an answer (the handler does not run)."""
 
     method: str | None
     path: re.Pattern[str] | None
-    error: DiscordError
+    error: DiscordError | None
     remaining: int
+    delay_s: float = 0.0
+    reset: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
@@ -126,12 +131,20 @@ class RestApi:
             self.requests.append(record)
         try:
             fault = self._take_fault(request) if is_api and route is not None else None
-            if fault is not None:
-                raise fault
+            if fault is not None and fault.reset:
+                record.status = -1  # no answer at all
+                if request.transport is not None:
+                    request.transport.abort()
+                self.state.changes.notify()
+                return web.Response(status=500)  # never reaches the aborted connection
+            if fault is not None and fault.error is not None:
+                raise fault.error
             needs_auth = is_api and route is not None and self._needs_bot_auth(request)
             if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 raise errors.unauthorized()
             response = await handler(request)
+            if fault is not None and fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
         except web.HTTPNotFound:
             self.unknown_routes.append(record)
             response = self._error(errors.not_found_route())
@@ -154,14 +167,14 @@ class RestApi:
             return False  # a user's OAuth2 token: checked by the handler
         return not rest.startswith(("/webhooks/", "/interactions/", "/oauth2/token"))
 
-    def _take_fault(self, request: web.Request) -> DiscordError | None:
+    def _take_fault(self, request: web.Request) -> Fault | None:
         path = request.path[len(API_PREFIX) :]
         for fault in self.faults:
             if fault.remaining > 0 and fault.matches(request.method, path):
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self.faults.remove(fault)
-                return fault.error
+                return fault
         return None
 
     @staticmethod

@@ -320,6 +320,23 @@ class FakeDiscord:
             user, name, options or {}, channel or self.channel, strict=strict
         )
 
+    async def raw_slash(
+        self,
+        user: FakeUser,
+        name: str,
+        mutate: Callable[[dict[str, Any]], None],
+        *,
+        channel: FakeChannel | None = None,
+    ) -> InteractionRecord:
+        """Send a /name interaction after `mutate` changed its payload (malformed on purpose)."""
+        self._require_bot()
+        return await self.interactions.raw_slash(user, name, channel or self.channel, mutate)
+
+    async def raw_event(self, event: str, data: dict[str, Any]) -> None:
+        """Dispatch any gateway event as given, however malformed."""
+        self._require_bot()
+        await self.gateway.dispatch(event, data)
+
     async def autocomplete(
         self,
         user: FakeUser,
@@ -410,3 +427,19 @@ class FakeDiscord:
             error = DiscordError(status, code, message or f"{status}: fake_discord fault")
         pattern = re.compile(path) if path is not None else None
         self.rest.faults.append(Fault(method, pattern, error, times))
+
+    def delay_next(
+        self, method: str | None = None, path: str | None = None, *, seconds: float, times: int = 1
+    ) -> None:
+        """Run the next `times` matching REST calls, but answer only after `seconds` (a client
+        with a shorter timeout gives up although the call took effect)."""
+        pattern = re.compile(path) if path is not None else None
+        self.rest.faults.append(Fault(method, pattern, None, times, delay_s=seconds))
+
+    def reset_next(
+        self, method: str | None = None, path: str | None = None, *, times: int = 1
+    ) -> None:
+        """Drop the connection of the next `times` matching REST calls without answering (the
+        call has no effect), as a connection reset does."""
+        pattern = re.compile(path) if path is not None else None
+        self.rest.faults.append(Fault(method, pattern, None, times, reset=True))

@@ -328,8 +328,22 @@ class DiscordState:
         interaction_metadata: dict[str, Any] | None = None,
         interaction: dict[str, Any] | None = None,
     ) -> StoredMessage:
-        """Validate and store a new message, then dispatch MESSAGE_CREATE (unless ephemeral)."""
+        """Validate and store a new message, then dispatch MESSAGE_CREATE (unless ephemeral).
+
+        With `enforce_nonce`, an earlier message by the same author with the same nonce in the
+        channel is returned instead of creating another (Discord does so for a few minutes).
+        """
         payload = body.payload
+        nonce = payload.get("nonce")
+        if payload.get("enforce_nonce") and nonce is not None:
+            for earlier in reversed(list(self.messages.values())):
+                if (
+                    earlier.channel_id == channel.id
+                    and earlier.author.id == author.id
+                    and earlier.nonce == str(nonce)
+                    and not earlier.deleted
+                ):
+                    return earlier
         requested = int(payload.get("flags") or 0)
         flags = (requested & SETTABLE_FLAGS) | extra_flags
         if allow_ephemeral and requested & MESSAGE_FLAG_EPHEMERAL:
@@ -372,7 +386,7 @@ class DiscordState:
             application_id=self.application_id if webhook_id else None,
             interaction_metadata=interaction_metadata,
             interaction=interaction,
-            nonce=payload.get("nonce"),
+            nonce=None if nonce is None else str(nonce),
         )
         message.revisions.append(self._snapshot(payload, attachments))
         self.messages[message.id] = message

@@ -17,7 +17,16 @@ from fluxbot.store.migrate import alembic_config, head_revision, migrations_dir
 
 from .helpers import make_request, sqlite_url
 
-TABLES = {"users", "jobs", "images", "seed_history", "source_images"}
+TABLES = {
+    "users",
+    "jobs",
+    "images",
+    "seed_history",
+    "source_images",
+    "guild_settings",
+    "bans",
+    "usage",
+}
 
 
 async def _diff(url: str, metadata: MetaData) -> list[object]:
@@ -145,5 +154,45 @@ async def test_a_database_from_before_image_jobs_upgrades(tmp_path: Path) -> Non
         assert job is not None
         assert (job.private, job.operation, job.source_sha256) == (False, None, None)
         assert job.request.edit is None and job.request.seed == 3
+    finally:
+        await store.close()
+
+
+async def test_an_old_database_upgrades_to_servers(tmp_path: Path) -> None:
+    """0001 -> head: old bans become global, old results count as delivered, and preferences an
+    older version stored unchecked (steps 1.5) go back to defaults instead of breaking jobs."""
+    url = sqlite_url(tmp_path / "old.db")
+    await upgrade_database(url, "0001")
+    engine = create_engine(url)
+    now = "2026-01-01 10:00:00.000000"
+    async with engine.begin() as connection:
+        for user_id, banned, steps, aspect in ((1, 1, 4, "1:1"), (2, 0, 1.5, "5:4")):
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO users (id, seed_profile, default_aspect, default_steps, "
+                    "private_results, banned, created_at) VALUES (:id, 'random', :aspect, "
+                    ":steps, 0, :banned, :now)"
+                ),
+                {"id": user_id, "aspect": aspect, "steps": steps, "banned": banned, "now": now},
+            )
+        await connection.execute(
+            sa.text(
+                "INSERT INTO jobs (public_id, user_id, kind, prompt, negative, params, seed, "
+                "status, attempts, created_at, finished_at) VALUES ('OLDJOB01', 2, 'imagine', "
+                "'old', '', '{}', 1, 'done', 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+    await engine.dispose()
+    await upgrade_database(url)
+    store = await Store.open(url, tmp_path / "data")
+    try:
+        assert await store.bans.is_banned(1, 12345), "an old ban holds everywhere"
+        assert not await store.bans.is_banned(2, None)
+        user = await store.users.get(2)
+        assert user is not None and (user.default_steps, user.default_aspect) == (4, "1:1")
+        assert await store.jobs.undelivered() == []
+        old = await store.jobs.get(1)
+        assert old is not None and not old.private and old.delivered_at is not None
     finally:
         await store.close()

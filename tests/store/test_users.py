@@ -1,10 +1,13 @@
-"""UserRepo: preferences, bans, seed claiming and seed history."""
+"""UserRepo: preferences (validated), seed claiming and seed history."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from fluxbot.core.requests import RequestError
 from fluxbot.store import Store, User
 
 from .helpers import make_request
@@ -16,7 +19,7 @@ async def test_new_users_get_defaults(store: Store) -> None:
     assert await store.users.get(5) is None
     user = await store.users.get_or_create(5)
     assert (user.seed_profile, user.default_aspect, user.default_steps) == ("random", "1:1", 4)
-    assert not user.private_results and not user.banned and user.last_seed is None
+    assert not user.private_results and user.last_seed is None
     assert user.created_at.tzinfo is not None
 
 
@@ -29,12 +32,33 @@ async def test_settings_change_only_what_is_given(store: Store) -> None:
     assert stored is not None and stored.seed_profile == "fixed:42" and stored.private_results
 
 
-async def test_ban_and_unban(store: Store) -> None:
-    assert not await store.users.is_banned(5)
-    await store.users.set_banned(5, True)
-    assert await store.users.is_banned(5)
-    await store.users.set_banned(5, False)
-    assert not await store.users.is_banned(5)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"default_steps": 1.5},
+        {"default_steps": True},
+        {"default_steps": "4"},
+        {"default_steps": 0},
+        {"default_steps": 51},
+        {"default_aspect": "5:4"},
+        {"default_aspect": 16},
+        {"private_results": "yes"},
+        {"private_results": 1},
+        {"seed_profile": "sometimes"},
+        {"seed_profile": 42},
+    ],
+)
+async def test_bad_preferences_are_refused_and_nothing_is_stored(
+    store: Store, bad: dict[str, object]
+) -> None:
+    """A malformed /settings call (steps 1.5 sent as a number) must never reach the row."""
+    await store.users.update_settings(5, default_steps=6, private_results=True)
+    with pytest.raises(RequestError):
+        changes = {"default_aspect": "16:9", **bad}
+        await store.users.update_settings(5, **changes)  # type: ignore[arg-type]
+    user = await store.users.get(5)
+    assert user is not None
+    assert (user.default_steps, user.default_aspect, user.private_results) == (6, "1:1", True)
 
 
 async def test_concurrent_increment_claims_never_repeat_a_seed(store: Store) -> None:

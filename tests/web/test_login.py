@@ -72,7 +72,7 @@ def test_a_member_creates_as_their_discord_id_and_is_refused_admin(
         with pytest.raises(Exception, match="for the bot's admins"):
             client.predict(str(studios.discord.bob.id), api_name="/ban")
         assert not studios.engine.scheduler.paused
-        assert not studios.call(studios.store.users.is_banned(studios.discord.bob.id))
+        assert not studios.call(studios.store.bans.is_banned(studios.discord.bob.id, None))
         # The local owner's jobs are not hers to open.
         owner_jobs = studios.call(studios.store.jobs.for_user(0)).jobs
         if owner_jobs:
@@ -89,9 +89,10 @@ def test_an_admin_id_gets_the_admin_page(studios: Studios) -> None:
         cards, _queue = client.predict(api_name="/admin_status")
         assert "cpu" in cards
         bob = studios.discord.bob.id
-        assert client.predict(str(bob), api_name="/ban") == f"Banned user {bob}."
-        assert studios.call(studios.store.users.is_banned(bob))
-        assert client.predict(str(bob), api_name="/unban") == f"Unbanned user {bob}."
+        assert client.predict(str(bob), api_name="/ban") == f"Banned user {bob} everywhere."
+        assert studios.call(studios.store.bans.is_banned(bob, None))
+        assert client.predict(str(bob), api_name="/unban") == f"Unbanned user {bob} everywhere."
+        assert not studios.call(studios.store.bans.is_banned(bob, None))
     finally:
         client.close()
         browser.close()

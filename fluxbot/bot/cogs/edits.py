@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from fluxbot.app.access import may_view
-from fluxbot.bot.cogs.checks import is_admin_id
-from fluxbot.bot.cogs.errors import NotAllowed, UserError, send_error
+from fluxbot.app.admission import Admission, Refused
+from fluxbot.app.permissions import can_reuse_job, require
+from fluxbot.bot.actors import actor_of, is_age_restricted, requester_of
+from fluxbot.bot.cogs.errors import send_error
 from fluxbot.bot.live import LiveJob
 from fluxbot.core.edits import REMIX_STRENGTH, VARY_STRONG, VARY_SUBTLE, Operation, check_strength
+from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import RequestError
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import JobRow
@@ -143,16 +145,12 @@ def _modal_values(data: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def _nsfw(channel: object) -> bool:
-    is_nsfw = getattr(channel, "is_nsfw", None)
-    return bool(is_nsfw()) if callable(is_nsfw) else False
-
-
 class ImageOps(commands.Cog):
     """Turns the image buttons and the remix form into jobs made from a result."""
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
+        self.admission = Admission(bot.store)
 
     async def _parent(self, job_id: str) -> JobRow:
         row = await self.bot.store.jobs.by_public_id(job_id)
@@ -160,9 +158,12 @@ class ImageOps(commands.Cog):
             raise UserError(f"Job `{job_id}` no longer exists.")
         return row
 
-    def _admin(self, interaction: discord.Interaction) -> bool:
-        permissions = interaction.permissions if interaction.guild else None
-        return is_admin_id(self.bot, interaction.user.id, permissions)
+    @staticmethod
+    def _require_reuse(interaction: discord.Interaction, row: JobRow) -> None:
+        """The permission model's rule for making a new image from a job (private: its owner or
+        a manager of its server; age-restricted: only in such a channel)."""
+        nsfw = is_age_restricted(interaction.channel)
+        require(can_reuse_job(actor_of(interaction), row, age_restricted_channel=nsfw))
 
     async def on_button(
         self, interaction: discord.Interaction, op: str, job_id: str, index: int
@@ -171,8 +172,7 @@ class ImageOps(commands.Cog):
             row = await self._parent(job_id)
             if op == "remix":
                 # A modal must be the first answer: check who may use the job before opening it.
-                if not may_view(row, interaction.user.id, admin=self._admin(interaction)):
-                    raise NotAllowed(f"Job `{row.public_id}` is private: only its owner can use it")
+                self._require_reuse(interaction, row)
                 await interaction.response.send_modal(RemixModal(row, index))
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -222,16 +222,18 @@ class ImageOps(commands.Cog):
         **options: Any,
     ) -> str:
         """Make and queue the job; returns what to tell the user."""
-        user = await self.bot.store.users.get_or_create(interaction.user.id)
-        if user.banned:
-            raise NotAllowed("You are not allowed to make images with this bot.")
+        self._require_reuse(interaction, row)
+        try:
+            await self.admission.check_requester(requester_of(interaction))
+        except Refused as exc:
+            raise NotAllowed(str(exc)) from None
         job = await self.bot.engine.deriver.from_job(
             row,
             interaction.user.id,
             operation,
             index=index,
-            admin=self._admin(interaction),
-            strict=not _nsfw(interaction.channel),
+            admin=True,  # checked by the permission model in _require_reuse
+            strict=not is_age_restricted(interaction.channel),
             **options,
         )
         origin = Origin(

@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from fluxbot.app.admission import Refused
+from fluxbot.app.permissions import PermissionDenied
+from fluxbot.bot.tree import InvalidPayload
 from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import RequestError
 from fluxbot.engine.animation import GifTooLarge
 from fluxbot.prompts.policy import PolicyRefused
 from fluxbot.serving.scheduler import QueueFull, SchedulerClosed
+from fluxbot.store.usage import LimitReached
 
 if TYPE_CHECKING:
     from fluxbot.bot.client import FluxBot
@@ -36,6 +40,10 @@ def _check_failed(exc: BaseException) -> str:
 
 
 ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = [
+    (InvalidPayload, str),
+    (PermissionDenied, lambda e: f"🔒 {e}"),
+    (LimitReached, lambda e: f"⏳ {e}"),
+    (Refused, lambda e: f"🚫 {e}"),
     (PolicyRefused, lambda e: f"🚫 {e}"),
     (RequestError, _invalid_option),
     (QueueFull, lambda e: f"⏳ {e}"),

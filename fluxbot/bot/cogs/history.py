@@ -9,9 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from fluxbot.app.access import may_view
+from fluxbot.app.permissions import (
+    PermissionDenied,
+    Scope,
+    can_show_job,
+    history_scope,
+    require,
+)
+from fluxbot.bot.actors import actor_of, is_age_restricted
 from fluxbot.bot.cogs import presenters
-from fluxbot.bot.cogs.checks import is_admin
 from fluxbot.bot.cogs.controls import result_view
 from fluxbot.bot.cogs.errors import send_error
 from fluxbot.core.errors import NotAllowed, UserError
@@ -79,12 +85,12 @@ class HistoryPageButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            if interaction.user.id != self.user_id and not is_admin(interaction):
-                raise NotAllowed("That history is not yours.")
+            # Checked again on every press: whoever presses gets their own scope.
+            scope = _history_scope(interaction, self.user_id)
             bot: FluxBot = interaction.client  # type: ignore[assignment]
             target = self.page + (1 if self.direction == "next" else -1)
             page = await bot.store.jobs.for_user(
-                self.user_id, page=max(0, target), per_page=PER_PAGE
+                self.user_id, page=max(0, target), per_page=PER_PAGE, guild_id=scope.guild_id
             )
             await interaction.response.edit_message(
                 embed=history_embed(page, self.user_id), view=history_view(page, self.user_id)
@@ -136,6 +142,14 @@ class ForgetMeButton(
             await send_error(interaction, exc)
 
 
+def _history_scope(interaction: discord.Interaction, user_id: int) -> Scope:
+    """Whose jobs the caller may list, and where (see fluxbot.app.permissions)."""
+    scope = history_scope(actor_of(interaction), user_id)
+    if not isinstance(scope, Scope):
+        raise PermissionDenied(scope.reason)
+    return scope
+
+
 def _removal_summary(removal: Removal) -> str:
     return f"{removal.jobs} job(s) and {removal.images} image(s)"
 
@@ -145,14 +159,15 @@ class History(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="history", description="Your jobs, newest first")
-    @app_commands.describe(user="Someone else's history (admins only)")
+    @app_commands.describe(user="A member's jobs made in this server (server managers)")
     async def history(
         self, interaction: discord.Interaction, user: discord.User | None = None
     ) -> None:
         target = user or interaction.user
-        if target.id != interaction.user.id and not is_admin(interaction):
-            raise NotAllowed("Only admins can see other people's history.")
-        page = await self.bot.store.jobs.for_user(target.id, page=0, per_page=PER_PAGE)
+        scope = _history_scope(interaction, target.id)
+        page = await self.bot.store.jobs.for_user(
+            target.id, page=0, per_page=PER_PAGE, guild_id=scope.guild_id
+        )
         await interaction.response.send_message(
             embed=history_embed(page, target.id),
             view=history_view(page, target.id),
@@ -165,22 +180,30 @@ class History(commands.Cog):
         row = await self.bot.store.jobs.by_public_id(job_id.strip())
         if row is None:
             raise UserError(f"There is no job `{job_id.strip()[:16]}`.")
-        if not may_view(row, interaction.user.id, admin=is_admin(interaction)):
-            raise NotAllowed(f"Job `{row.public_id}` is private: only its owner can show it.")
+        nsfw = is_age_restricted(interaction.channel)
+        require(can_show_job(actor_of(interaction), row, age_restricted_channel=nsfw))
         if not row.images:
             raise UserError(f"Job `{row.public_id}` has no images ({row.status}).")
+        # A private job stays private: only the person allowed to see it sees it again.
         await interaction.response.defer(thinking=True, ephemeral=row.private)
         images = await self.bot.store.read_images(row)
-        files, notes = presenters.upload_files(row, images, interaction.filesize_limit)
+        policy = await self.bot.store.guilds.get(row.guild_id)
+        routes = presenters.routes_for(row, policy.safety_policy, age_restricted_channel=nsfw)
+        uploads, notes = presenters.routed_uploads(row, images, interaction.filesize_limit, routes)
         device_s = sum(
             (row.timings or {}).get(k, 0.0) for k in ("text_encode", "denoise", "decode")
         )
         embed = presenters.result_embed(row, images, device_s, notes)
         message = await interaction.followup.send(
-            embed=embed, files=files, view=result_view(row), wait=True, ephemeral=row.private
+            embed=embed,
+            files=presenters.files(uploads),
+            view=result_view(row),
+            wait=True,
+            ephemeral=row.private,
         )
-        if not row.private:
-            await self.bot.store.jobs.set_messages(row.id, result_message_id=message.id)
+        await self.bot.store.jobs.set_messages(row.id, result_message_id=message.id)
+        if row.user_id == interaction.user.id:
+            await self.bot.store.jobs.mark_delivered(row.id)
 
     @app_commands.command(name="seed", description="Your recent seeds and your seed profile")
     @app_commands.describe(

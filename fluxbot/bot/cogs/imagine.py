@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -10,9 +11,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from fluxbot.app.admission import Admission, Refused, Requester
+from fluxbot.app.permissions import (
+    Actor,
+    PermissionDenied,
+    can_cancel_job,
+    can_reuse_job,
+    require,
+)
 from fluxbot.app.uploads import Upload, check_declared_size, check_upload
+from fluxbot.bot.actors import actor_for, actor_of, is_age_restricted, requester_of, role_ids
 from fluxbot.bot.cogs import presenters
-from fluxbot.bot.cogs.checks import is_admin_id
 from fluxbot.bot.cogs.controls import EMOJI_ACTIONS, JobButton
 from fluxbot.bot.cogs.errors import send_error
 from fluxbot.bot.cogs.styles import style_choices
@@ -31,11 +40,14 @@ from fluxbot.core.requests import (
     RequestError,
 )
 from fluxbot.core.seeds import SeedProfile, next_seed, random_seed
+from fluxbot.store.guilds import GuildPolicy
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import JobRow, User
+from fluxbot.store.usage import Claim, LimitReached
 
 if TYPE_CHECKING:
     from fluxbot.app.compose import Draft
+    from fluxbot.app.service import Submission
     from fluxbot.bot.client import FluxBot
 
 log = logging.getLogger(__name__)
@@ -48,6 +60,18 @@ class Imagine(commands.Cog):
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
+        self.admission = Admission(bot.store)
+        self._redelivery: asyncio.Task[int] | None = None
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Once connected: post what an earlier run finished but could not deliver."""
+        if self._redelivery is None:
+            self._redelivery = asyncio.create_task(self.bot.poster.redeliver(), name="redeliver")
+
+    async def cog_unload(self) -> None:
+        if self._redelivery is not None:
+            self._redelivery.cancel()
 
     # -- slash commands ---------------------------------------------------------------------
 
@@ -80,8 +104,10 @@ class Imagine(commands.Cog):
         image: discord.Attachment | None = None,
         strength: app_commands.Range[float, STRENGTH_MIN, STRENGTH_MAX] | None = None,
     ) -> None:
-        user = await self._user(interaction)
-        ephemeral = user.private_results if private is None else private
+        # Answer Discord first (3 s): only the private default, cached, is read before.
+        ephemeral = await self._private(interaction, private)
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        who, policy, user = await self._admit(interaction)
         chosen = self.bot.engine.styles.require(style) if style else None
         upload = await _checked_upload(image, strength)
         draft = self.bot.engine.composer.draft(
@@ -93,12 +119,19 @@ class Imagine(commands.Cog):
             count=count,
             default_aspect=user.default_aspect,
             default_steps=user.default_steps,
-            strict=not _nsfw(interaction.channel),
+            strict=not who.age_restricted_channel,
             style=chosen,
         )
-        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        self.admission.check_request(policy, draft.fields)
         await self._start(
-            interaction, draft, JobKind.IMAGINE, private=ephemeral, upload=upload, strength=strength
+            interaction,
+            draft,
+            JobKind.IMAGINE,
+            who,
+            policy,
+            private=ephemeral,
+            upload=upload,
+            strength=strength,
         )
 
     @app_commands.command(name="animate", description="A looping GIF morphing between two seeds")
@@ -107,6 +140,7 @@ class Imagine(commands.Cog):
         frames="Frames in the GIF, 2 to 24",
         seed="Start seed",
         seed_to="End seed (random if not given)",
+        private="Only you see the result",
     )
     async def animate(
         self,
@@ -115,8 +149,11 @@ class Imagine(commands.Cog):
         frames: app_commands.Range[int, 2, 24] = 12,
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         seed_to: app_commands.Range[int, 0, SEED_MAX] | None = None,
+        private: bool | None = None,
     ) -> None:
-        user = await self._user(interaction)
+        ephemeral = await self._private(interaction, private)
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        who, policy, user = await self._admit(interaction)
         spec = AnimationSpec(frames=frames, seed_to=random_seed() if seed_to is None else seed_to)
         draft = self.bot.engine.composer.draft(
             prompt,
@@ -124,23 +161,30 @@ class Imagine(commands.Cog):
             default_aspect=user.default_aspect,
             default_steps=user.default_steps,
             animation=spec,
-            strict=not _nsfw(interaction.channel),
+            strict=not who.age_restricted_channel,
         )
-        await interaction.response.defer(thinking=True)
-        await self._start(interaction, draft, JobKind.ANIMATE, private=False)
+        self.admission.check_request(policy, draft.fields)
+        await self._start(interaction, draft, JobKind.ANIMATE, who, policy, private=ephemeral)
 
-    async def _user(self, interaction: discord.Interaction) -> User:
-        """The caller's stored row; refuses banned users and DMs unless allowed."""
-        if interaction.guild is None and not self.bot.settings.allow_dms:
+    async def _private(self, interaction: discord.Interaction, explicit: bool | None) -> bool:
+        """The option if given, else the user's default or the server's (both cached)."""
+        if explicit is not None:
+            return explicit
+        if await self.bot.store.users.private_default(interaction.user.id):
+            return True
+        return (await self.bot.store.guilds.get(interaction.guild_id)).private_default
+
+    async def _admit(self, interaction: discord.Interaction) -> tuple[Requester, GuildPolicy, User]:
+        """DMs, bans, the server's channels and role: refused before anything is made."""
+        if interaction.guild_id is None and not self.bot.settings.allow_dms:
             raise UserError("Images can only be made in a server channel here.")
-        return await self._maker(interaction.user.id)
-
-    async def _maker(self, user_id: int) -> User:
-        """The stored row of someone about to make images; banned users are refused here."""
-        user = await self.bot.store.users.get_or_create(user_id)
-        if user.banned:
-            raise NotAllowed("You are not allowed to make images with this bot.")
-        return user
+        who = requester_of(interaction)
+        try:
+            policy = await self.admission.check_requester(who)
+        except Refused as exc:
+            raise NotAllowed(str(exc)) from None
+        user = await self.bot.store.users.get_or_create(interaction.user.id)
+        return who, policy, user
 
     async def _seed_for(self, user_id: int, explicit: int | None) -> int:
         if explicit is not None:
@@ -151,11 +195,37 @@ class Imagine(commands.Cog):
 
         return await self.bot.store.users.claim_seed(user_id, pick)
 
+    async def _submit(
+        self,
+        who: Requester,
+        policy: GuildPolicy,
+        request: GenerationRequest,
+        kind: JobKind,
+        origin: Origin,
+        **kwargs: object,
+    ) -> tuple[Submission, Claim]:
+        """Count the job against the server's cooldown and quota, then queue it."""
+        claim = await self.admission.claim(who, policy)
+        try:
+            submission = await self.bot.service.submit(
+                who.user_id,
+                request,
+                kind=kind,
+                origin=origin,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except BaseException:
+            await self.admission.release(claim)
+            raise
+        return submission, claim
+
     async def _start(
         self,
         interaction: discord.Interaction,
         draft: Draft,
         kind: JobKind,
+        who: Requester,
+        policy: GuildPolicy,
         *,
         private: bool,
         upload: Upload | None = None,
@@ -169,15 +239,11 @@ class Imagine(commands.Cog):
             channel_id=interaction.channel_id,
             interaction_id=interaction.id,
             application_id=interaction.application_id,
-        )
-        submission = await self.bot.service.submit(
-            interaction.user.id,
-            request,
-            kind=kind,
-            origin=origin,
-            want_preview=True,
             private=private,
-            source=upload,
+            age_restricted=who.age_restricted_channel,
+        )
+        submission, claim = await self._submit(
+            who, policy, request, kind, origin, want_preview=True, private=private, source=upload
         )
         job_id = submission.row.public_id
         # Known before the first await: a fast job may be posted while its status is sent.
@@ -197,8 +263,9 @@ class Imagine(commands.Cog):
             if place
             else f"🎨 `{job_id}` is starting…"
         )
-        if draft.notices:
-            text += "\n" + "\n".join(f"ℹ️ {n}" for n in draft.notices)
+        notices = [*draft.notices, *filter(None, [claim.quota_note()])]
+        if notices:
+            text += "\n" + "\n".join(f"ℹ️ {n}" for n in notices)
         # The status message is linked to its job before the user sees it (a ❌ on it at once
         # must find the job).
         original = await interaction.original_response()
@@ -217,13 +284,17 @@ class Imagine(commands.Cog):
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
         try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
             row = await self.bot.store.jobs.by_public_id(job_id)
             if row is None:
                 raise UserError(f"Job `{job_id}` no longer exists.")
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            permissions = interaction.permissions if interaction.guild else None
             message = await self.act(
-                action, row, interaction.user.id, permissions, interaction.message
+                action,
+                row,
+                actor_of(interaction),
+                requester_of(interaction),
+                interaction.message,
+                interaction=interaction,
             )
             await interaction.followup.send(message, ephemeral=True)
         except Exception as exc:  # buttons have no tree error handler
@@ -240,17 +311,29 @@ class Imagine(commands.Cog):
         row = await self.bot.store.jobs.by_message_id(payload.message_id)
         if row is None:
             return
-        permissions = payload.member.guild_permissions if payload.member else None
-        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+        member = payload.member
+        permissions = member.guild_permissions if member is not None else None
+        channel = self.bot.get_channel(payload.channel_id)
+        nsfw = is_age_restricted(channel) if channel is not None else row.age_restricted
+        who = Requester(
+            user_id=payload.user_id,
+            guild_id=payload.guild_id,
+            channel_id=payload.channel_id,
+            role_ids=role_ids(member),
+            age_restricted_channel=nsfw,
+        )
+        messageable = self.bot.get_partial_messageable(
+            payload.channel_id, guild_id=payload.guild_id
+        )
         try:
             await self.act(
                 action,
                 row,
-                payload.user_id,
-                permissions,
-                channel.get_partial_message(payload.message_id),
+                actor_for(self.bot, payload.user_id, payload.guild_id, permissions),
+                who,
+                messageable.get_partial_message(payload.message_id),
             )
-        except (UserError, app_commands.AppCommandError, ValueError) as exc:
+        except (UserError, PermissionDenied, Refused, LimitReached, ValueError) as exc:
             log.info("reaction %s on job %s refused: %s", action, row.public_id, exc)
         except Exception:
             log.exception("reaction %s on job %s failed", action, row.public_id)
@@ -259,44 +342,61 @@ class Imagine(commands.Cog):
         self,
         action: str,
         row: JobRow,
-        user_id: int,
-        permissions: discord.Permissions | None,
+        actor: Actor,
+        who: Requester,
         message: discord.Message | discord.PartialMessage | None,
+        *,
+        interaction: discord.Interaction | None = None,
     ) -> str:
-        """Run 🔁 / 🎲 / ❌ for `user_id` on job `row`; returns what to tell the user."""
+        """Run 🔁 / 🎲 / ❌ for `actor` on job `row`; returns what to tell the user.
+
+        A new image from a job needs the job to be visible to the actor (a private one: its
+        owner or a manager of its server; an age-restricted one: in such a channel) and passes
+        the server's policy like any new job; it stays as private as the job it came from.
+        """
         if action == "cancel":
-            return await self._cancel_or_delete(row, user_id, permissions, message)
-        await self._maker(user_id)
+            require(can_cancel_job(actor, row))
+            return await self._cancel_or_delete(row, message)
+        require(can_reuse_job(actor, row, age_restricted_channel=who.age_restricted_channel))
+        try:
+            policy = await self.admission.check_requester(who)
+        except Refused as exc:
+            raise NotAllowed(str(exc)) from None
         request = GenerationRequest.from_params(row.params)
         if action == "reroll":
             kind = JobKind.REROLL
         else:
             kind = JobKind.VARIATION
             request = replace(request, seed=random_seed())
-        origin = Origin(guild_id=row.guild_id, channel_id=row.channel_id)
-        submission = await self.bot.service.submit(
-            user_id, request, kind=kind, origin=origin, parent_id=row.id
+        self.admission.check_request(policy, {"count": request.count, "steps": request.steps})
+        origin = Origin(
+            guild_id=row.guild_id,
+            channel_id=row.channel_id,
+            private=row.private,
+            age_restricted=row.age_restricted,
         )
-        reply_to = None
-        if message is not None and row.result_message_id == message.id:
+        submission, claim = await self._submit(who, policy, request, kind, origin, parent_id=row.id)
+        child = submission.row.public_id
+        live = LiveJob(child, private=row.private)
+        if row.private:
+            # A private job's children go back privately: the button's own followup (or a DM).
+            live.interaction = interaction
+        elif message is not None and row.result_message_id == message.id:
             channel = self.bot.get_partial_messageable(message.channel.id, guild_id=row.guild_id)
-            reply_to = channel.get_partial_message(message.id)
-        live = LiveJob(submission.row.public_id, reply_to=reply_to)
+            live.reply_to = channel.get_partial_message(message.id)
         self.bot.poster.follow(submission.handle, live)
         place = submission.place
         verb = "Rerolling with the same seed" if kind is JobKind.REROLL else "New seed"
         where = f", position {place.position}" if place else ""
-        return f"{verb}: job `{submission.row.public_id}` (seed {request.seed}{where})."
+        text = f"{verb}: job `{child}` (seed {request.seed}{where})."
+        note = claim.quota_note()
+        return f"{text}\nℹ️ {note}" if note else text
 
     async def _cancel_or_delete(
         self,
         row: JobRow,
-        user_id: int,
-        permissions: discord.Permissions | None,
         message: discord.Message | discord.PartialMessage | None,
     ) -> str:
-        if user_id != row.user_id and not is_admin_id(self.bot, user_id, permissions):
-            raise NotAllowed("Only the person who asked for this image (or an admin) can do that.")
         active = JobStatus(row.status) in (JobStatus.QUEUED, JobStatus.RUNNING)
         if active and await self.bot.service.cancel(row.public_id):
             return f"Cancelled job `{row.public_id}`."
@@ -324,11 +424,6 @@ async def _checked_upload(
     except discord.HTTPException as exc:
         raise UserError(f"Could not download `image` ({exc.status}); try again.") from None
     return check_upload(data)
-
-
-def _nsfw(channel: object) -> bool:
-    is_nsfw = getattr(channel, "is_nsfw", None)
-    return bool(is_nsfw()) if callable(is_nsfw) else False
 
 
 async def setup(bot: FluxBot) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import discord
 
+from fluxbot.app.image_routing import Route, route_image
 from fluxbot.core.requests import GenerationRequest
 from fluxbot.engine.encoding import EncodedImage, fit_upload
 from fluxbot.serving.events import PositionEvent, ProgressEvent, StartedEvent
+from fluxbot.store.guilds import SafetyPolicy
 from fluxbot.store.models import JobRow
 
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
@@ -82,18 +85,57 @@ def result_embed(
     return embed
 
 
-def upload_files(
-    row: JobRow, images: Sequence[EncodedImage], limit: int
-) -> tuple[list[discord.File], list[str]]:
-    """Attachments within the upload limit (re-encoded where needed) and what was changed."""
-    files, notes = [], []
-    for index, image in enumerate(images):
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One attachment's bytes and name; `files()` makes fresh discord.File objects from them, so
+    a retried post never sends a half-read file."""
+
+    filename: str
+    data: bytes
+    spoiler: bool = False
+
+
+def files(uploads: Sequence[Upload]) -> list[discord.File]:
+    return [
+        discord.File(io.BytesIO(u.data), filename=u.filename, spoiler=u.spoiler) for u in uploads
+    ]
+
+
+def routed_uploads(
+    row: JobRow,
+    images: Sequence[EncodedImage],
+    limit: int,
+    routes: Sequence[Route],
+) -> tuple[list[Upload], list[str]]:
+    """Attachments within the upload limit (re-encoded where needed), flagged ones as spoilers
+    or left out as `routes` say, and notes on what was changed or withheld."""
+    uploads, notes = [], []
+    withheld = [index + 1 for index, route in enumerate(routes) if route is Route.WITHHOLD]
+    for index, (image, route) in enumerate(zip(images, routes, strict=True)):
+        if route is Route.WITHHOLD:
+            continue
         fitted = fit_upload(image, limit) if image.format != "gif" else image
         if fitted.note:
             notes.append(f"Image {index + 1} {fitted.note}.")
         name = f"{row.public_id}-{index + 1}-seed{image.seed}.{fitted.extension}"
-        files.append(discord.File(io.BytesIO(fitted.data), filename=name))
-    return files, notes
+        uploads.append(Upload(name, fitted.data, spoiler=route is Route.SPOILER))
+    if any(route is Route.SPOILER for route in routes):
+        notes.append("The image-safety check flagged what is hidden: click to see it.")
+    if withheld:
+        which = ", ".join(str(i) for i in withheld)
+        notes.append(
+            f"Image(s) {which} withheld: the image-safety check flagged them. They stay in "
+            f"your /history; `/show {row.public_id}` in an age-restricted channel posts them."
+        )
+    return uploads, notes
+
+
+def routes_for(row: JobRow, policy: SafetyPolicy, *, age_restricted_channel: bool) -> list[Route]:
+    """How each of the job's stored images goes out, by its stored verdict."""
+    return [
+        route_image(image.safety_verdict, policy, age_restricted_channel=age_restricted_channel)
+        for image in sorted(row.images, key=lambda i: i.index)
+    ]
 
 
 def failure_text(public_id: str, error: str | None) -> str:

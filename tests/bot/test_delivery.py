@@ -1,0 +1,127 @@
+"""Delivery that never gives up: a result whose post fails is retried with backoff (each failure
+kind against the fake Discord's fault injection), posted exactly once, and a result that still
+cannot be posted is recorded, posted again after a restart, and `/show` always gets it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fluxbot.bot.client import FluxBot
+from tests.bot.conftest import BotHarness, answer, wait_for
+from tests.fake_discord.models import StoredMessage
+from tests.fake_discord.server import FakeDiscord
+
+CHANNEL_POST = r"^/channels/\d+/messages$"
+FAST = {"delivery_attempts": 4, "delivery_timeout_s": 2.0, "delivery_backoff_s": 0.05}
+
+
+def results(server: FakeDiscord) -> list[StoredMessage]:
+    return [m for m in server.messages() if m.attachments and m.embeds]
+
+
+def job_id_of(message: StoredMessage) -> str:
+    return str(message.embeds[0]["fields"][-1]["value"]).strip("`")
+
+
+async def delivered(bot: FluxBot, job_id: str) -> None:
+    """Wait until the store knows the job's result message (it is written just after posting)."""
+    for _ in range(200):
+        row = await bot.store.jobs.by_public_id(job_id)
+        if row is not None and row.delivered_at is not None and row.result_message_id:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} was never marked delivered")
+
+
+async def first_result(server: FakeDiscord, bot: FluxBot) -> StoredMessage:
+    await server.slash(server.alice, "imagine", {"prompt": "a kite", "seed": 3, "steps": 1})
+    await wait_for(lambda: results(server), within_s=90, what="the first result")
+    await delivered(bot, job_id_of(results(server)[0]))
+    return results(server)[0]
+
+
+async def reroll_through(
+    server: FakeDiscord, bot: FluxBot, original: StoredMessage, fault: Callable[[], None]
+) -> StoredMessage:
+    """Press 🔁 with `fault` armed on the channel post that carries the reroll's result."""
+    before = len(results(server))
+    fault()
+    reroll = next(c for c in original.custom_ids() if c.startswith("flux:reroll:"))
+    await server.click(server.alice, original, reroll)
+    await wait_for(lambda: len(results(server)) > before, within_s=90, what="the reroll")
+    await server.wait_until(lambda: not server.rest.faults, what="the fault to be used up")
+    message = results(server)[-1]
+    await delivered(bot, job_id_of(message))
+    row = await bot.store.jobs.by_public_id(job_id_of(message))
+    assert row is not None and row.delivery_error is None
+    assert message.attachments[0].data == original.attachments[0].data
+    return message
+
+
+async def test_each_failure_kind_is_retried_and_posted_once(harness: BotHarness) -> None:
+    server = harness.server
+    bot = await harness.start(**FAST)
+    original = await first_result(server, bot)
+    faults: dict[str, Callable[[], None]] = {
+        "503": lambda: server.fail_next("POST", CHANNEL_POST, status=503, times=2),
+        # discord.py retries 500/502/504 itself once; three in a row are beyond it... and
+        # cost it 1 + 3 s of sleeping, so one of each here and the 503s show our own retries.
+        "500": lambda: server.fail_next("POST", CHANNEL_POST, status=500, times=1),
+        "502": lambda: server.fail_next("POST", CHANNEL_POST, status=502, times=1),
+        "504": lambda: server.fail_next("POST", CHANNEL_POST, status=504, times=1),
+        # discord.py tries a 429 five times; the sixth answer decides.
+        "429 beyond the library": lambda: server.fail_next(
+            "POST", CHANNEL_POST, retry_after=0.01, times=5
+        ),
+        "timeout": lambda: server.delay_next("POST", CHANNEL_POST, seconds=3.0),
+        "connection reset": lambda: server.reset_next("POST", CHANNEL_POST, times=2),
+    }
+    for kind, fault in faults.items():
+        before = len(results(server))
+        message = await reroll_through(server, bot, original, fault)
+        assert len(results(server)) == before + 1, f"{kind}: posted more than once"
+        assert message.message_reference is not None, f"{kind}: the reroll replies to its source"
+
+
+async def test_a_503_on_the_followup_is_retried(harness: BotHarness) -> None:
+    server = harness.server
+    bot = await harness.start(**FAST)
+    server.fail_next("POST", r"^/webhooks/\d+/[^/]+$", status=503, times=2)
+    result = await first_result(server, bot)
+    assert not server.rest.faults
+    assert len(results(server)) == 1 and result.webhook_id is not None
+
+
+async def test_undelivered_results_are_recorded_reposted_after_a_restart_and_shown(
+    harness: BotHarness,
+) -> None:
+    server = harness.server
+    bot = await harness.start(**FAST)
+    original = await first_result(server, bot)
+    server.fail_next("POST", CHANNEL_POST, status=503, times=1000)
+    reroll = next(c for c in original.custom_ids() if c.startswith("flux:reroll:"))
+    await server.click(server.alice, original, reroll)
+
+    for _ in range(600):
+        rows = (await bot.store.jobs.for_user(server.alice.id)).jobs
+        if rows[0].delivery_error:
+            break
+        await asyncio.sleep(0.1)
+    child = (await bot.store.jobs.for_user(server.alice.id)).jobs[0]
+    assert child.parent_id is not None and child.delivered_at is None
+    assert "503" in (child.delivery_error or "") and child.delivery_attempts >= 1
+    assert [j.public_id for j in await bot.store.jobs.undelivered()] == [child.public_id]
+    assert len(results(server)) == 1
+
+    await harness.stop()
+    server.rest.faults.clear()
+    bot = await harness.start(**FAST)
+    await wait_for(lambda: len(results(server)) == 2, within_s=60, what="the redelivery")
+    assert job_id_of(results(server)[-1]) == child.public_id
+    await delivered(bot, child.public_id)
+    assert await bot.store.jobs.undelivered() == []
+
+    # /show always gets it (here: again, on demand).
+    shown = await answer(server, server.alice, "show", {"job_id": child.public_id})
+    assert shown.messages[-1].attachments[0].data == original.attachments[0].data

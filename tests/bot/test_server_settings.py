@@ -1,0 +1,111 @@
+"""/server settings: stored, shown back, and applied before a job is queued (with a clear
+ephemeral refusal), per server."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from fluxbot.store.models import JobRow
+from tests.bot.conftest import BotHarness, answer, imagine_queued, two_servers
+
+
+async def jobs_of(harness: BotHarness, user_id: int) -> int:
+    assert harness.bot is not None
+    async with harness.bot.store.db.read() as session:
+        query = select(func.count()).select_from(JobRow).where(JobRow.user_id == user_id)
+        return int(await session.scalar(query) or 0)
+
+
+def said(record, text: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the status line ever said `text` (it is edited as the job moves)."""
+    return any(text in str(r.get("content")) for r in record.original.revisions)
+
+
+async def refused(harness: BotHarness, user, options, channel, expected: str) -> None:  # type: ignore[no-untyped-def]
+    before = await jobs_of(harness, user.id)
+    record = await answer(harness.server, user, "imagine", options, channel=channel)
+    text = " ".join(m.content for m in record.messages)
+    assert expected in text, text
+    assert record.messages[-1].ephemeral, "refusals are ephemeral"
+    assert await jobs_of(harness, user.id) == before, "a refused command queued a job"
+
+
+async def test_settings_round_trip_and_enforcement(harness: BotHarness) -> None:
+    w = two_servers(harness.server)
+    server = w.server
+    bot = await harness.start(user_queue_cap=50)
+    bot.engine.scheduler.pause()
+    shown = await answer(
+        server,
+        w.manager,
+        "server settings",
+        {
+            "allow_channel": w.nsfw_a,
+            "role": w.managers_role,
+            "daily_quota": 3,
+            "max_steps": 2,
+            "max_count": 1,
+            "private_default": True,
+            "image_safety": "withhold",
+        },
+    )
+    text = shown.messages[-1].content
+    assert f"<#{w.nsfw_a.id}>" in text and "withhold" in text and "quota per member: 3" in text
+    policy = await bot.store.guilds.get(w.guild_a.id)
+    assert policy.allowed_channel_ids == (w.nsfw_a.id,) and policy.daily_quota == 3
+    # Shown back unchanged when asked with no option.
+    again = await answer(server, w.manager, "server settings")
+    assert again.messages[-1].content == text
+
+    await refused(harness, w.member, {"prompt": "a fox"}, w.channel_a, "not made in this channel")
+    await refused(harness, w.member, {"prompt": "a fox"}, w.nsfw_a, "needs the <@&")
+    await refused(harness, w.manager, {"prompt": "a fox", "steps": 3}, w.nsfw_a, "at most 2 steps")
+    await refused(
+        harness, w.manager, {"prompt": "a fox", "steps": 1, "count": 2}, w.nsfw_a, "at most 1"
+    )
+    first = await imagine_queued(server, w.manager, "fox 1", channel=w.nsfw_a)
+    assert said(first, "You can make 2 more today; resets <t:")
+    assert first.ephemeral, "the server's private default"
+    rows = (await bot.store.jobs.for_user(w.manager.id)).jobs
+    assert rows[0].private and rows[0].age_restricted
+    await imagine_queued(server, w.manager, "fox 2", channel=w.nsfw_a)
+    third = await imagine_queued(server, w.manager, "fox 3", channel=w.nsfw_a)
+    assert said(third, "You can make 0 more today")
+    await refused(harness, w.manager, {"prompt": "fox 4", "steps": 1}, w.nsfw_a, "resets <t:")
+    # Server B keeps its defaults: no quota, every channel, public results.
+    in_b = await imagine_queued(server, w.manager, "fox in B", channel=w.channel_b)
+    assert not said(in_b, "more today") and not in_b.ephemeral
+
+    # Cooldown, then back to the defaults.
+    await answer(server, w.manager, "server settings", {"reset": True})
+    await answer(server, w.manager, "server settings", {"cooldown": 3600})
+    await imagine_queued(server, w.member, "first", channel=w.channel_a)
+    await refused(harness, w.member, {"prompt": "second", "steps": 1}, w.channel_a, "cooldown")
+    await answer(server, w.manager, "server settings", {"reset": True})
+    assert await bot.store.guilds.get(w.guild_a.id) == await bot.store.guilds.get(w.guild_b.id)
+
+
+async def test_bad_settings_are_refused_and_members_cannot_change_them(
+    harness: BotHarness,
+) -> None:
+    w = two_servers(harness.server)
+    server = w.server
+    bot = await harness.start()
+    member = await answer(server, w.member, "server settings", {"cooldown": 5})
+    assert "managers" in member.messages[-1].content
+    assert (await bot.store.guilds.get(w.guild_a.id)).cooldown_s == 0
+    bad = await server.raw_slash(
+        w.manager,
+        "server",
+        lambda p: p["data"].update(
+            options=[
+                {
+                    "name": "settings",
+                    "type": 1,
+                    "options": [{"name": "max_steps", "type": 10, "value": 1.5}],
+                }
+            ]
+        ),
+    )
+    await bad.wait_response(within_s=3.0)
+    assert (await bot.store.guilds.get(w.guild_a.id)).max_steps is None
