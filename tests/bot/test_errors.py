@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from datetime import UTC, datetime
 
 import discord
 import pytest
@@ -16,8 +17,11 @@ from discord import app_commands
 from discord.ext import commands
 
 import fluxbot
+from fluxbot.app.admission import Refused
 from fluxbot.app.export import UnknownUser
+from fluxbot.app.permissions import PermissionDenied
 from fluxbot.bot.login import DiscordUnreachable, TokenRejected
+from fluxbot.bot.tree import InvalidPayload
 from fluxbot.cli.commands import ModelUnavailable
 from fluxbot.cli.main import CliError
 from fluxbot.core.errors import NotAllowed, UserError
@@ -26,7 +30,11 @@ from fluxbot.engine.animation import GifTooLarge
 from fluxbot.prompts.policy import REASON_EXPLICIT, PolicyRefused
 from fluxbot.serving.scheduler import QueueFull, SchedulerClosed
 from fluxbot.store.errors import JobNotFound, MigrationError
+from fluxbot.store.usage import CooldownActive, LimitReached, QuotaReached
 from tests.bot.conftest import BotHarness, wait_for
+
+UNTIL = datetime(2030, 1, 1, tzinfo=UTC)
+STAMP = int(UNTIL.timestamp())
 
 # One example of each user-facing error and the exact message a Discord user must see.
 EXAMPLES: dict[type[UserError], tuple[UserError, str]] = {
@@ -57,6 +65,28 @@ EXAMPLES: dict[type[UserError], tuple[UserError, str]] = {
     UnknownUser: (UnknownUser(7), str(UnknownUser(7))),
     DiscordUnreachable: (DiscordUnreachable("no route"), "no route"),
     TokenRejected: (TokenRejected("check DISCORD_TOKEN"), "check DISCORD_TOKEN"),
+    PermissionDenied: (
+        PermissionDenied("Only a manager of this server can do that."),
+        "🔒 Only a manager of this server can do that.",
+    ),
+    Refused: (
+        Refused("The bot is not used in this channel."),
+        "🚫 The bot is not used in this channel.",
+    ),
+    InvalidPayload: (
+        InvalidPayload("option steps must be a whole number"),
+        "option steps must be a whole number",
+    ),
+    LimitReached: (LimitReached("Slow down.", UNTIL), "⏳ Slow down."),
+    CooldownActive: (
+        CooldownActive(UNTIL),
+        f"⏳ This server has a cooldown between images: try again <t:{STAMP}:R>.",
+    ),
+    QuotaReached: (
+        QuotaReached(3, UNTIL),
+        f"⏳ You have made your 3 image job(s) for today in this server; the quota resets "
+        f"<t:{STAMP}:R>.",
+    ),
 }
 
 

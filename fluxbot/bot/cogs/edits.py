@@ -19,9 +19,10 @@ from discord.ext import commands
 from fluxbot.app.admission import Admission, Refused
 from fluxbot.app.permissions import can_reuse_job, require
 from fluxbot.bot.actors import actor_of, is_age_restricted, requester_of
+from fluxbot.bot.cogs.controls import OPERATIONS, ImageButton
 from fluxbot.bot.cogs.errors import send_error
 from fluxbot.bot.live import LiveJob
-from fluxbot.core.edits import REMIX_STRENGTH, VARY_STRONG, VARY_SUBTLE, Operation, check_strength
+from fluxbot.core.edits import REMIX_STRENGTH, Operation, check_strength
 from fluxbot.core.errors import NotAllowed, UserError
 from fluxbot.core.requests import RequestError
 from fluxbot.store.jobs import Origin
@@ -32,70 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# code -> (label, emoji, operation, derive options)
-OPERATIONS: dict[str, tuple[str | None, str | None, Operation, dict[str, Any]]] = {
-    "vary1": ("Vary (Subtle)", None, Operation.VARY, {"strength": VARY_SUBTLE}),
-    "vary2": ("Vary (Strong)", None, Operation.VARY, {"strength": VARY_STRONG}),
-    "remix": ("Remix", "🖌️", Operation.REMIX, {}),
-    "up": ("Upscale ×2", None, Operation.UPSCALE, {}),
-    "z15": ("Zoom out ×1.5", None, Operation.ZOOM, {"zoom": 1.5}),
-    "z2": ("Zoom out ×2", None, Operation.ZOOM, {"zoom": 2.0}),
-    "pl": (None, "⬅️", Operation.PAN, {"pan": "left"}),
-    "pr": (None, "➡️", Operation.PAN, {"pan": "right"}),
-    "pu": (None, "⬆️", Operation.PAN, {"pan": "up"}),
-    "pd": (None, "⬇️", Operation.PAN, {"pan": "down"}),
-}
-SINGLE_ROWS = (("vary1", "vary2", "remix", "up"), ("z15", "z2"), ("pl", "pr", "pu", "pd"))
 REMIX_ID = re.compile(r"flux:remix:(?P<job>[0-9A-Za-z]{4,16}):(?P<index>[0-3])")
 TEXT_INPUT_MAX = 4000  # Discord's limit for one text input
-
-
-class ImageButton(
-    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
-    template=r"flux:img:(?P<op>vary1|vary2|remix|up|z15|z2|pl|pr|pu|pd):"
-    r"(?P<job>[0-9A-Za-z]{4,16}):(?P<index>[0-3])",
-):
-    """One image operation on image `index` of a job; U1/V1... when the job made several."""
-
-    def __init__(self, op: str, job_id: str, index: int, *, several: bool = False) -> None:
-        label, emoji, _operation, _options = OPERATIONS[op]
-        if several:  # Midjourney's U1..U4 / V1..V4
-            label, emoji = f"{'U' if op == 'up' else 'V'}{index + 1}", None
-        super().__init__(
-            discord.ui.Button(
-                label=label,
-                emoji=emoji,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"flux:img:{op}:{job_id}:{index}",
-            )
-        )
-        self.op, self.job_id, self.index = op, job_id, index
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ImageButton:
-        return cls(match["op"], match["job"], int(match["index"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog: ImageOps | None = interaction.client.get_cog("ImageOps")  # type: ignore[attr-defined]
-        if cog is not None:
-            await cog.on_button(interaction, self.op, self.job_id, self.index)
-
-
-def image_rows(row: JobRow) -> list[list[ImageButton]]:
-    """The operations under a finished still result: all of them for one image, U/V for
-    several (each U or V picks an image; the new result then has every button)."""
-    params = row.params or {}
-    if params.get("animation") or not row.images:
-        return []
-    count = len(row.images)
-    if count > 1:
-        return [
-            [ImageButton("up", row.public_id, i, several=True) for i in range(count)],
-            [ImageButton("vary1", row.public_id, i, several=True) for i in range(count)],
-        ]
-    return [[ImageButton(op, row.public_id, 0) for op in ops] for ops in SINGLE_ROWS]
 
 
 class RemixModal(discord.ui.Modal):
