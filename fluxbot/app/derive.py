@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 from dataclasses import dataclass, replace
+from typing import Any
 
 from PIL import Image
 
@@ -147,7 +148,7 @@ class Deriver:
         operation = Operation(operation)
         parent_seed = source_seed
         width, height = self.working_size(source)
-        common = {
+        common: dict[str, Any] = {
             "source_sha256": source.sha256,
             "parent": parent,
             "parent_index": index,

@@ -133,7 +133,9 @@ def _encoder(
     """PNG (or GIF) encoding; with a classifier, each image's safety verdict rides along."""
     encode = partial(encode_result, model=settings.model)
     if classifier is None:
+        # The ignore below: the encoder returns EncodedImages; the worker API types them object.
         return encode  # type: ignore[return-value]
+    # The ignore below: the encoder returns EncodedImages; the worker API types them object.
     return SafetyCheckedEncoder(encode, classifier)  # type: ignore[return-value]
 
 

@@ -260,6 +260,7 @@ class JobService:
         if self.classifier is None or all(getattr(f, "safety", 0) is not None for f in files):
             return files
         try:
+            # The ignore below: the files are EncodedImages; the worker API types them object.
             return await asyncio.to_thread(classify_files, self.classifier, files)  # type: ignore[arg-type]
         except Exception:
             log.exception("the image-safety check failed; the images are stored unchecked")
@@ -272,6 +273,7 @@ class JobService:
             case JobStatus.DONE:
                 row = await jobs.require(row_id)
                 files = await self._safety_checked(outcome.files)
+                # The ignore below: the files are EncodedImages; the worker API types them object.
                 return await self.store.finish_job(row, files, timings=timings)  # type: ignore[arg-type]
             case JobStatus.FAILED:
                 return await jobs.mark_failed(row_id, outcome.error or "failed", timings=timings)

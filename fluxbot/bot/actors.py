@@ -36,6 +36,7 @@ def actor_for(
 
 
 def actor_of(interaction: discord.Interaction) -> Actor:
+    # The ignore below: interaction.client is typed discord.Client; here it is the FluxBot.
     bot: FluxBot = interaction.client  # type: ignore[assignment]
     permissions = interaction.permissions if interaction.guild_id is not None else None
     return actor_for(bot, interaction.user.id, interaction.guild_id, permissions)

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from fluxbot.cli.commands import deriver, prepare_output, read_image, write_results
 from fluxbot.config import Settings
@@ -43,8 +44,9 @@ def _from_file(args: argparse.Namespace, settings: Settings) -> GenerationReques
         negative=str(params.get("negative", "")),
         steps=int(params.get("steps", 4)),
     )
+    options: dict[str, Any] = _operation_options(args)
     request, _ = deriver(settings).build(
-        upload, base, base.seed, Operation(args.command), **_operation_options(args)
+        upload, base, base.seed, Operation(args.command), **options
     )
     return request
 
@@ -61,6 +63,7 @@ async def _from_job(args: argparse.Namespace, settings: Settings) -> GenerationR
             Operation(args.command),
             index=args.index - 1,
             admin=True,  # the operator's own terminal
+            # The ignore below: argparse's options, checked by Deriver.build.
             **_operation_options(args),  # type: ignore[arg-type]
         )
         return job.request

@@ -234,7 +234,7 @@ class CompiledPaths:
         # the VAE decoder's guards; with it, the first other aspect recompiled the decoder (seen
         # with the tiny model; on the H200 the fast bot took ~150 s for its 31 later shapes).
         # Only the compiling thread traces, so the process-wide switch affects nothing else.
-        with fx_config.patch(use_duck_shape=False):
+        with fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]  # set by torch's config module at import
             self._build_shape(key)
 
     def _build_shape(self, key: ShapeKey) -> None:

@@ -199,7 +199,11 @@ class ImageOps:
         first = requests[0]
         runner._check_cancel(cancel)
         started = time.perf_counter()
-        embeds, pooled, inputs, masks, originals, generators = [], [], [], [], [], []
+        embeds, pooled, inputs, generators = [], [], [], []
+        masks: list[Image.Image | None] = []
+        originals: list[Image.Image | None] = []
+        mask: Image.Image | None
+        original: Image.Image | None
         for request in requests:
             e, p = runner._request_embeds(request)
             embeds.append(e)
@@ -235,9 +239,10 @@ class ImageOps:
         if kind is Pipeline.INPAINT:
             assert first.edit is not None
             keep = first.edit.layout(first.width, first.height).keep
+            kept = [original for original in originals if original is not None]
             images = [
                 paste_back(image, original, keep, MASK_OVERLAP)
-                for image, original in zip(images, originals, strict=True)
+                for image, original in zip(images, kept, strict=True)
             ]
         runner._sync()
         decode_done = time.perf_counter()

@@ -189,6 +189,7 @@ def check_lora_fits(lora: LoraFile, shapes: Mapping[str, tuple[int, int]]) -> No
 
 
 def _features(module: nn.Module) -> tuple[int, int]:
+    # The ignore below: linear layers' features are ints; torch types module attributes loosely.
     return int(module.in_features), int(module.out_features)  # type: ignore[arg-type]
 
 

@@ -101,7 +101,7 @@ def graph_encoder_(encoder: torch.nn.Module, name: str) -> None:
 
     # Patching the instance keeps diffusers' calls unchanged; torch types a module's attributes
     # as Tensor | Module, hence the ignores. A capture of None means that shape failed.
-    encoder.forward = forward  # type: ignore[method-assign]
+    encoder.forward = forward
     encoder._fluxbot_graphed = True  # type: ignore[assignment]
     encoder._fluxbot_captures = captures  # type: ignore[assignment]
 

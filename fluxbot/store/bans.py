@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from fluxbot.store.db import Database
@@ -37,8 +39,11 @@ class BanRepo:
     async def unban(self, user_id: int, guild_id: int | None) -> bool:
         """Lift the ban in exactly that scope; False if there was none."""
         async with self._db.write() as session:
-            result = await session.execute(
-                delete(Ban).where(Ban.user_id == user_id, Ban.guild_id == scope_of(guild_id))
+            result = cast(
+                CursorResult[Any],
+                await session.execute(
+                    delete(Ban).where(Ban.user_id == user_id, Ban.guild_id == scope_of(guild_id))
+                ),
             )
             return result.rowcount > 0
 

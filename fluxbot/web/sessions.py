@@ -91,6 +91,6 @@ class SessionCodec:
         if not cookie:
             return None
         try:
-            return serializer.loads(cookie, max_age=max_age)
+            return serializer.loads(cookie, max_age=round(max_age))
         except BadSignature:  # includes SignatureExpired
             return None

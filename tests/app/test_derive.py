@@ -216,7 +216,7 @@ async def test_a_job_whose_source_is_gone_fails_clearly_at_start(
     row = await store.jobs.create(OWNER, request)  # its source was never stored
     worker = LocalWorker("cpu", FluxRunner.tiny, encode=lambda r: encode_result(r, "x"))
     service = JobService(store, Scheduler([worker]))
-    failed = await service.start(RecoverPolicy.REQUEUE)
+    failed = (await service.start(RecoverPolicy.REQUEUE)).failed
     await service.shutdown()
     assert [job.id for job in failed] == [row.id]
     stored = await store.jobs.get(row.id)

@@ -37,7 +37,7 @@ class JobActions(Protocol):
 
 
 class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    discord.ui.DynamicItem[discord.ui.Button],
     template=r"flux:(?P<action>reroll|new|cancel):(?P<job>[0-9A-Za-z]{4,16})",
 ):
     """🔁 / 🎲 / ❌ for one job; discord.py rebuilds it from the custom id after a restart."""
@@ -90,7 +90,7 @@ class ImageActions(Protocol):
 
 
 class ImageButton(
-    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    discord.ui.DynamicItem[discord.ui.Button],
     template=r"flux:img:(?P<op>vary1|vary2|remix|up|z15|z2|pl|pr|pu|pd):"
     r"(?P<job>[0-9A-Za-z]{4,16}):(?P<index>[0-3])",
 ):
@@ -145,8 +145,8 @@ def result_view(row: JobRow) -> discord.ui.View:
         button = JobButton(action, row.public_id)
         button.item.row = 0
         view.add_item(button)
-    for number, buttons in enumerate(image_rows(row), start=1):
-        for button in buttons:
-            button.item.row = number
-            view.add_item(button)
+    for number, images in enumerate(image_rows(row), start=1):
+        for image_button in images:
+            image_button.item.row = number
+            view.add_item(image_button)
     return view

@@ -126,6 +126,7 @@ class ImageOps(commands.Cog):
         """Remix forms, whenever they were opened (the modal object may predate a restart)."""
         if interaction.type is not discord.InteractionType.modal_submit:
             return
+        # The ignore below: a modal submission's data, read as a plain dict.
         data: dict[str, Any] = interaction.data or {}  # type: ignore[assignment]
         match = REMIX_ID.fullmatch(str(data.get("custom_id", "")))
         if match is None:

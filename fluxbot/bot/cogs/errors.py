@@ -35,6 +35,11 @@ def _invalid_option(exc: BaseException) -> str:
     return f"That didn't work: {exc}."
 
 
+def _cooldown(exc: BaseException) -> str:
+    retry_after = getattr(exc, "retry_after", 0.0)
+    return f"Slow down: try again in {retry_after:.0f} s."
+
+
 def _check_failed(exc: BaseException) -> str:
     return str(exc) or "You can't use this command here."
 
@@ -51,7 +56,7 @@ ERROR_TABLE: list[tuple[type[BaseException], Callable[[BaseException], str]]] = 
     (NotAllowed, lambda e: f"🔒 {e}"),
     (GifTooLarge, lambda e: f"The animation is too big to upload: {e}."),
     (UserError, str),
-    (app_commands.CommandOnCooldown, lambda e: f"Slow down: try again in {e.retry_after:.0f} s."),
+    (app_commands.CommandOnCooldown, _cooldown),
     (app_commands.CheckFailure, _check_failed),
 ]
 

@@ -61,7 +61,7 @@ def history_embed(page: JobPage, user_id: int) -> discord.Embed:
 
 
 class HistoryPageButton(
-    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    discord.ui.DynamicItem[discord.ui.Button],
     template=r"flux:history:(?P<user>\d+):(?P<page>\d+):(?P<dir>prev|next)",
 ):
     """Page buttons whose custom id carries whose history and which page: restart-proof."""
@@ -87,6 +87,7 @@ class HistoryPageButton(
         try:
             # Checked again on every press: whoever presses gets their own scope.
             scope = _history_scope(interaction, self.user_id)
+            # The ignore below: interaction.client is typed discord.Client; here it is the FluxBot.
             bot: FluxBot = interaction.client  # type: ignore[assignment]
             target = self.page + (1 if self.direction == "next" else -1)
             page = await bot.store.jobs.for_user(
@@ -107,7 +108,7 @@ def history_view(page: JobPage, user_id: int) -> discord.ui.View:
 
 
 class ForgetMeButton(
-    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    discord.ui.DynamicItem[discord.ui.Button],
     template=r"flux:forget:(?P<user>\d+)",
 ):
     """The confirmation of /forget-me; only the user it was shown to can press it."""
@@ -132,6 +133,7 @@ class ForgetMeButton(
         try:
             if interaction.user.id != self.user_id:
                 raise NotAllowed("Only the person who asked can confirm this.")
+            # The ignore below: interaction.client is typed discord.Client; here it is the FluxBot.
             bot: FluxBot = interaction.client  # type: ignore[assignment]
             await interaction.response.defer()
             removal = await bot.service.forget_user(self.user_id)

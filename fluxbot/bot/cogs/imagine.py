@@ -212,6 +212,7 @@ class Imagine(commands.Cog):
                 request,
                 kind=kind,
                 origin=origin,
+                # The ignore below: the keyword options go unchanged to JobService.submit.
                 **kwargs,  # type: ignore[arg-type]
             )
         except BaseException:

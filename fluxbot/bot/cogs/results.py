@@ -95,6 +95,7 @@ class ResultPoster:
             preview = None
             if getattr(event, "preview", None) is not None:
                 buffer = io.BytesIO()
+                # The ignore below: only progress events with a preview reach this branch.
                 event.preview.save(buffer, format="PNG")  # type: ignore[union-attr]
                 preview = buffer.getvalue()
             await target.edit(presenters.status_text(handle.job_id, event), preview)
@@ -141,7 +142,9 @@ class ResultPoster:
             await target.edit(presenters.cancelled_text(job_id))
             return
         if row.status is not JobStatus.DONE:
-            text = presenters.failure_text(job_id, row.error or (outcome and outcome.error))
+            text = presenters.failure_text(
+                job_id, row.error or (outcome.error if outcome is not None else None)
+            )
             if target.interaction is not None or target.message is not None:
                 await target.edit(text)
             else:
@@ -221,6 +224,7 @@ class ResultPoster:
             assert interaction is not None
             try:
                 return await with_retries(
+                    # The ignore below: discord.py's send overloads cannot see the keys of **extra.
                     lambda: interaction.followup.send(  # type: ignore[call-overload]
                         content=content,
                         wait=True,
@@ -242,6 +246,7 @@ class ResultPoster:
             client = self.client
             user = client.get_user(row.user_id) or await client.fetch_user(row.user_id)
             return await with_retries(
+                # The ignore below: discord.py's send overloads cannot see the keys of **extra.
                 lambda: user.send(  # type: ignore[call-overload]
                     content=text or None, files=presenters.files(uploads), **extra
                 ),
@@ -250,6 +255,7 @@ class ResultPoster:
             )
         channel = self.client.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
         return await with_retries(
+            # The ignore below: discord.py's send overloads cannot see the keys of **extra.
             lambda: channel.send(  # type: ignore[call-overload]
                 content=content,
                 reference=reply_to,

@@ -25,6 +25,7 @@ async def style_choices(
 ) -> list[app_commands.Choice[str]]:
     """Styles matching what the user typed: the first 25 matches of the whole list, so every
     style is reachable by typing part of its name, however many there are."""
+    # The ignore below: interaction.client is typed discord.Client; here it is the FluxBot.
     bot: FluxBot = interaction.client  # type: ignore[assignment]
     choices = []
     for style in bot.engine.styles.search(current, limit=MAX_CHOICES):

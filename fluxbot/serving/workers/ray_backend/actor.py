@@ -158,6 +158,7 @@ class ReplicaActor:
         if worker is None:
             raise WorkerUnavailable(f"the worker {self._config.label} was never made ready")
         events: asyncio.Queue[ProgressEvent | None] = asyncio.Queue()
+        # The ignore below: Queue.put_nowait is the worker protocol's event sink.
         task = asyncio.create_task(worker.run(batch, events.put_nowait))  # type: ignore[arg-type]
         task.add_done_callback(lambda _: events.put_nowait(None))
         outcomes: list[JobOutcome] | None = None
