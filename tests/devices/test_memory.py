@@ -189,7 +189,7 @@ class TestCleanup:
 
         assert alive() is None
         assert backend.emptied == ["cuda:1"]
-        assert 0 <= seconds < 5
+        assert seconds >= 0  # the time it took is reported, never asserted
 
     def test_a_failing_empty_cache_is_not_an_error(self) -> None:
         class Broken(FakeBackend):
