@@ -114,5 +114,7 @@ async def test_styles_lists_them_and_shows_a_public_sample(
     assert shown.messages[-1].attachments[0].data == public.attachments[0].data
 
     unknown = await server.slash(server.alice, "imagine", {"prompt": "a fox", "style": "nope"})
-    await wait_for(lambda: unknown.messages, what="the refusal")
-    assert unknown.ephemeral and "one of the styles: ink, preset00" in unknown.messages[-1].content
+    await wait_for(lambda: unknown.messages and unknown.messages[-1].content, what="the refusal")
+    # Commands defer first; the refusal then comes as a private followup.
+    assert unknown.ephemeral or unknown.messages[-1].ephemeral
+    assert "one of the styles: ink, preset00" in unknown.messages[-1].content
