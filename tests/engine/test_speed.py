@@ -121,12 +121,3 @@ def test_eager_profile_fuses_qkv_drops_the_copies_and_keeps_the_pixels() -> None
     assert fuse_qkv_(runner.pipe.transformer)  # idempotent
     after = np.asarray(runner.generate([request])[0].images[0], dtype=np.int16)
     assert np.abs(after - before).max() <= 2  # fp32 rounding of a fused matmul
-
-
-def test_warm_up_also_runs_an_image_job(tiny_runner) -> None:  # type: ignore[no-untyped-def]
-    """So a compiled VAE encoder is built at start, not in the first user's vary."""
-    from fluxbot.core.edits import Pipeline
-    from fluxbot.engine.speed import warm_up
-
-    warm_up(tiny_runner, [(128, 128)], batch=False)
-    assert Pipeline.IMG2IMG in tiny_runner.image_ops._pipes
