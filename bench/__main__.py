@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_argument("--budget-s", type=float, default=1e9, help="no new phase after this")
     png = sub.add_parser("png", help="PNG/WebP encoders on this CPU, 1024x1024")
     png.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    safety = sub.add_parser("safety", help="the image-safety check's cost per result, this CPU")
+    safety.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    safety.add_argument("--repeats", type=int, default=30)
     e2e = sub.add_parser("e2e", help="time to image in Discord: fluxbot run vs the fake Discord")
     e2e.add_argument("--arch", choices=("full", "tiny"), default="full")
     e2e.add_argument("--device", default="cuda")
@@ -303,6 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_png()
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "png.json").write_text(json.dumps(result, indent=1))
+        for name, entry in result.items():
+            _log(f"{name}: {entry}")
+        return 0
+    if args.command == "safety":
+        from bench.safety import run_safety
+
+        result = run_safety(args.repeats)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "safety.json").write_text(json.dumps(result, indent=1))
         for name, entry in result.items():
             _log(f"{name}: {entry}")
         return 0

@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,12 @@ def run_profile(
     device: str,
     size: int,
     force_slot: bool = False,
+    result: dict[str, Any] | None = None,
+    save: Callable[[], object] = lambda: None,
 ) -> dict[str, Any]:
-    """One speed profile on the already built pipeline (its LoRA layers removed afterwards)."""
+    """One speed profile on the already built pipeline (its LoRA layers removed afterwards).
+    Figures go into `result` as they are measured, `save` after each: a run cut short keeps
+    what it measured."""
     from fluxbot.config import MemoryProfile, SpeedProfile
     from fluxbot.engine.lora import LoraAdapters
     from fluxbot.engine.pipeline import FluxRunner
@@ -133,7 +137,8 @@ def run_profile(
     features = DeviceFeatures.probe(device)
     plan = plan_speed(SpeedProfile(profile), features, memory=MemoryProfile.FULL)
     slot = plan.compile or force_slot
-    result: dict[str, Any] = {"profile": profile, "runs_as": str(plan.profile)}
+    result = {} if result is None else result
+    result.update(profile=profile, runs_as=str(plan.profile))
     adapters = LoraAdapters(pipe, capacity=4)
     allocated = _allocated(device)
     if slot:
@@ -154,6 +159,7 @@ def run_profile(
     runner.generate([GenerationRequest(prompt="warm", seed=0, width=size, height=size)])
     result["first_image_s"] = time.perf_counter() - started
     _log(f"{profile}: first image (compile if any) {result['first_image_s']:.1f} s")
+    save()
     plain = _time_images(runner, None, 2, "plain", size)
     result["no_lora_s_per_image"] = statistics.median(plain)
     before = _allocated(device)
@@ -175,16 +181,22 @@ def run_profile(
         seconds = _time_images(runner, spec, 2, f"lora{spec.source[-12:]}", size)
         result.setdefault("lora_s_per_image", {})[spec.source] = statistics.median(seconds)
     _log(f"{profile}: plain {result['no_lora_s_per_image']:.3f} s, {result['lora_s_per_image']}")
+    save()
     switches = _time_switch(runner, [*specs, None], rounds=3)
     result["switch_ms_median"] = statistics.median(switches) * 1000
     result["switch_ms_max"] = max(switches) * 1000
     median_ms, max_ms = result["switch_ms_median"], result["switch_ms_max"]
     _log(f"{profile}: switch median {median_ms:.1f} ms, max {max_ms:.1f}")
+    save()
     if slot:
         cycle = [specs[0], specs[1], specs[2]]
         started = time.perf_counter()
         for i in range(30):
             _time_images(runner, cycle[i % 3], 1, f"alt{i}", size)
+            if i % 5 == 4:  # partial figures, in case the run is cut short
+                result["alternating_jobs_done"] = i + 1
+                result["graphs_compiled_so_far"] = _graphs() - graphs_before
+                save()
         result["alternating_30_jobs_s"] = time.perf_counter() - started
         result["graphs_compiled_while_alternating"] = _graphs() - graphs_before
         new_graphs = result["graphs_compiled_while_alternating"]
@@ -202,24 +214,15 @@ def run_profile(
     return result
 
 
-def load_pipeline(arch: str, model_dir: Path, device: str) -> Any:
-    """The model as the other bench runs get it (and as the bot does): saved once, loaded
-    through fluxbot's loading code, placed, with the bot's torch switches. (A pipeline used
-    straight from the in-memory build failed on the H200 with a CPU allocation of 8.5 PB in
-    its first call, 2026-12-02; the saved-and-loaded path is the one measured before.)"""
-    from bench.model import ensure_saved
+def prepare_pipeline(pipe: Any, device: str) -> None:
+    """The bot's torch switches and its full memory profile (which fuses q/k/v: the LoRA files
+    are written before, in FLUX's unfused names, as trainers write them)."""
     from bench.runs import apply_bot_switches
     from fluxbot.config import MemoryProfile
     from fluxbot.engine.memory_profiles import apply_memory_profile, plan_memory
-    from fluxbot.engine.pipeline import default_dtype, load_flux_pipeline
 
-    if arch == "tiny":
-        return build_pipeline(arch, device).to(device)
-    ensure_saved(arch, model_dir, device, log=_log)
     apply_bot_switches(device)
-    pipe = load_flux_pipeline(str(model_dir), default_dtype(device))
     apply_memory_profile(pipe, plan_memory(MemoryProfile.FULL, device), device)
-    return pipe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,7 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lora-dir", type=Path, default=Path("/tmp/bench-loras"))
     parser.add_argument("--arch", default="full", help="full (FLUX.1 shapes) or tiny (a smoke run)")
     parser.add_argument("--device", default="cuda:0")
-    parser.add_argument("--model-dir", type=Path, default=Path("/tmp/bench-model-full"))
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/bench-styles-cache"))
     parser.add_argument("--slot", action="store_true", help="the slot even where eager (tests)")
     args = parser.parse_args(argv)
@@ -250,27 +252,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results.update(diffusers=diffusers_version, peft=peft_version)
     started = time.perf_counter()
-    pipe = load_pipeline(args.arch, args.model_dir, args.device)
+    pipe = build_pipeline(args.arch, args.device)  # in memory: seconds, as `bench images`
     _log(f"random-weight model ready in {time.perf_counter() - started:.1f} s")
     args.lora_dir.mkdir(parents=True, exist_ok=True)
     specs = []
     for rank, seed in ((16, 1), (64, 2), (16, 3)):
         path = args.lora_dir / f"r{rank}-{seed}.safetensors"
-        size = write_random_lora(pipe.transformer, path, rank, seed)
+        nbytes = write_random_lora(pipe.transformer, path, rank, seed)
         specs.append(LoraSpec(str(path), 0.8))
-        results.setdefault("lora_files_mib", {})[path.name] = size / 2**20
+        results.setdefault("lora_files_mib", {})[path.name] = nbytes / 2**20
     _log(f"LoRA files: {results['lora_files_mib']}")
+    prepare_pipeline(pipe, args.device)
     save()
     for profile in args.profiles.split(","):
+        entry: dict[str, Any] = {"profile": profile}
+        results["profiles"].append(entry)
         try:
-            results["profiles"].append(
-                run_profile(pipe, profile, specs, args.cache_dir, args.device, size, args.slot)
+            run_profile(
+                pipe, profile, specs, args.cache_dir, args.device, size, args.slot, entry, save
             )
         except Exception as exc:  # a record of what failed is the benchmark's result too
             traceback.print_exc()
-            results["profiles"].append(
-                {"profile": profile, "error": f"{type(exc).__name__}: {exc}"}
-            )
+            entry["error"] = f"{type(exc).__name__}: {exc}"
             _log(f"{profile} failed: {type(exc).__name__}: {exc}")
         save()
         if profile == "eager" and not args.slot:

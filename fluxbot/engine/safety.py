@@ -12,9 +12,10 @@ encoder takes for the same image, so it adds no wait.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Protocol
@@ -143,13 +144,6 @@ def combine(verdicts: Sequence[SafetyVerdict]) -> SafetyVerdict:
     return SafetyVerdict(any(v.flagged for v in verdicts), scores)
 
 
-def classify_result(classifier: ImageClassifier, result: GenerationResult) -> list[SafetyVerdict]:
-    """A verdict per stored file: one per image, or one for an animation's GIF."""
-    animated = result.request.animation is not None
-    verdicts = [classifier.classify(image) for image in _samples(result.images, animated)]
-    return [combine(verdicts)] if animated else verdicts
-
-
 def classify_files(
     classifier: ImageClassifier, files: Sequence[EncodedImage]
 ) -> list[EncodedImage]:
@@ -172,26 +166,43 @@ def classify_files(
     return checked
 
 
+def default_threads() -> int:
+    """Threads for the checks: up to one per image of a count-4 job, leaving half the cores to
+    the encoders and the device threads (onnxruntime sessions are safe to run concurrently)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 class SafetyCheckedEncoder:
-    """Wraps a worker's encoder: the classifier runs on its own thread while the PNGs are encoded,
-    and each encoded image comes back carrying its verdict (None if the check failed)."""
+    """Wraps a worker's encoder: the classifier runs on its own threads (one image each) while the
+    PNGs are encoded, and each encoded image comes back carrying its verdict (None if the check
+    failed)."""
 
     def __init__(
         self,
         encode: Callable[[GenerationResult], list[EncodedImage]],
         classifier: ImageClassifier,
-        threads: int = 1,
+        threads: int | None = None,
     ) -> None:
         self._encode = encode
         self._classifier = classifier
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="safety")
+        count = threads or default_threads()
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix="safety")
+
+    def _check(self, result: GenerationResult) -> list[Future[SafetyVerdict]]:
+        animated = result.request.animation is not None
+        return [
+            self._pool.submit(self._classifier.classify, image)
+            for image in _samples(result.images, animated)
+        ]
 
     def __call__(self, result: GenerationResult) -> list[EncodedImage]:
         started = time.perf_counter()
-        checking = self._pool.submit(classify_result, self._classifier, result)
+        checking = self._check(result)
         encoded = self._encode(result)
         try:
-            verdicts: list[SafetyVerdict | None] = list(checking.result())
+            found = [future.result() for future in checking]
+            combined = [combine(found)] if result.request.animation is not None else found
+            verdicts: list[SafetyVerdict | None] = list(combined)
         except Exception:
             log.exception("the image-safety check failed; the images are posted as unchecked")
             verdicts = [None] * len(encoded)

@@ -130,3 +130,29 @@ def test_files_encoded_elsewhere_are_classified_from_their_bytes(
     assert checked.data == png.data
     with Image.open(io.BytesIO(checked.data)) as reopened:
         assert reopened.size == (256, 256)
+
+
+class SizeJudge:
+    """Flags the images wider than `wide`, slowly: so parallel checks finish out of order."""
+
+    def __init__(self, wide: int) -> None:
+        self.wide = wide
+
+    def classify(self, image: Image.Image) -> SafetyVerdict:
+        import time
+
+        time.sleep(0.05 if image.width > self.wide else 0.0)
+        return SafetyVerdict(image.width > self.wide, {"FEMALE_BREAST_EXPOSED": image.width / 1e3})
+
+
+def test_parallel_checks_keep_each_verdict_with_its_image() -> None:
+    encode = SafetyCheckedEncoder(
+        partial(encode_result, model="tiny-random"), SizeJudge(wide=64), threads=4
+    )
+    images = [landscape(96, 64), landscape(64, 64), landscape(96, 64), landscape(32, 32)]
+    try:
+        files = encode(result_of(images))
+    finally:
+        encode.close()
+    assert [f.safety.flagged if f.safety else None for f in files] == [True, False, True, False]
+    assert [f.width for f in files] == [96, 64, 96, 32]
