@@ -18,6 +18,19 @@ from tests.fake_discord.models import FakeChannel, FakeGuild, FakeRole, FakeUser
 from tests.fake_discord.server import FakeDiscord
 
 BOT_START_S = 60.0
+BOT_STOP_S = 90.0  # its own drain allows 30 s for a running job, then 10 s to stop it
+
+
+def pending_tasks() -> str:
+    """Every unfinished asyncio task with the line it waits on: what a hang is waiting for."""
+    lines = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        frames = task.get_stack(limit=3)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+        lines.append(f"  {task.get_name()}: {task.get_coro()!r} at {where}")
+    return "\n".join(lines)
 
 
 class BotHarness:
@@ -57,7 +70,12 @@ class BotHarness:
 
     async def stop(self) -> None:
         if self.bot is not None:
-            await self.bot.close()
+            try:
+                await asyncio.wait_for(self.bot.close(), BOT_STOP_S)
+            except TimeoutError:
+                raise AssertionError(
+                    f"the bot did not close within {BOT_STOP_S:.0f} s; tasks:\n{pending_tasks()}"
+                ) from None
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 30)
