@@ -2,7 +2,8 @@
 
 Bans (in that server or everywhere), the channels where the bot may be used, the role required
 to generate, the server's caps on count and steps, then the per-user cooldown and daily quota
-(counted in the same transaction that checks them). Each refusal is a sentence for the user.
+(counted in the same transaction that checks them; bot owners, and a server's managers in that
+server, are counted but never limited). Each refusal is a sentence for the user.
 Discord-free, so the web studio applies the same rules.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fluxbot.app.permissions import Actor, exempt_from_limits
 from fluxbot.core.errors import UserError
 from fluxbot.store import Store
 from fluxbot.store.guilds import GuildPolicy
@@ -72,13 +74,15 @@ class Admission:
                 f"ask for steps {policy.max_steps} or fewer (or change your /settings)."
             )
 
-    async def claim(self, who: Requester, policy: GuildPolicy) -> Claim:
-        """Count the job against the cooldown and daily quota (raises `LimitReached`)."""
+    async def claim(self, who: Requester, policy: GuildPolicy, actor: Actor) -> Claim:
+        """Count the job against the cooldown and daily quota (raises `LimitReached`); `actor`
+        (the same person as `who`) says whether those limits apply to them."""
+        limited = not exempt_from_limits(actor, who.guild_id)
         return await self.store.usage.claim(
             who.guild_id,
             who.user_id,
-            cooldown_s=policy.cooldown_s,
-            daily_quota=policy.daily_quota,
+            cooldown_s=policy.cooldown_s if limited else 0,
+            daily_quota=policy.daily_quota if limited else 0,
         )
 
     async def release(self, claim: Claim) -> None:

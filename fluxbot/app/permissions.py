@@ -108,6 +108,12 @@ def can_ban(actor: Actor, guild_id: int | None) -> Decision:
     return can_manage_guild(actor, guild_id)
 
 
+def exempt_from_limits(actor: Actor, guild_id: int | None) -> bool:
+    """A server's cooldown and daily quota are for its members: bot owners skip them
+    everywhere, a server's managers in the server they manage (not elsewhere)."""
+    return actor.manages(guild_id)
+
+
 def can_cancel_job(actor: Actor, job: JobFacts) -> Decision:
     """Cancel or delete a job: its owner, or a manager of the server where it was made."""
     if job.user_id == actor.user_id or actor.manages(job.guild_id):

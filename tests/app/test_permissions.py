@@ -18,6 +18,7 @@ from fluxbot.app.permissions import (
     can_manage_guild,
     can_show_job,
     can_view_job,
+    exempt_from_limits,
     history_scope,
     queue_scope,
     require,
@@ -152,3 +153,12 @@ def test_image_routing(verdict: str | None, policy: str, nsfw: bool, expected: s
     from fluxbot.store.guilds import SafetyPolicy
 
     assert route_image(verdict, SafetyPolicy(policy), age_restricted_channel=nsfw) == expected
+
+
+def test_cooldowns_and_quotas_spare_owners_everywhere_and_managers_in_their_server() -> None:
+    assert exempt_from_limits(OWNER, A) and exempt_from_limits(OWNER, B)
+    assert exempt_from_limits(OWNER, None)
+    assert exempt_from_limits(MANAGER_IN_A, A)
+    assert not exempt_from_limits(MANAGER_IN_A, B)
+    assert not exempt_from_limits(MANAGER_A_IN_B, B)
+    assert not exempt_from_limits(MEMBER, A)

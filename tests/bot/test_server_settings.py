@@ -33,6 +33,10 @@ async def refused(harness: BotHarness, user, options, channel, expected: str) ->
 async def test_settings_round_trip_and_enforcement(harness: BotHarness) -> None:
     w = two_servers(harness.server)
     server = w.server
+    # The role required to generate: the member and the manager have it, the author has not.
+    artists = server.state.add_role(w.guild_a, "Artists", 0)
+    for user in (w.member, w.manager):
+        w.guild_a.members[user.id].role_ids.append(artists.id)
     bot = await harness.start(user_queue_cap=50)
     bot.engine.scheduler.pause()
     shown = await answer(
@@ -41,7 +45,7 @@ async def test_settings_round_trip_and_enforcement(harness: BotHarness) -> None:
         "server settings",
         {
             "allow_channel": w.nsfw_a,
-            "role": w.managers_role,
+            "role": artists,
             "daily_quota": 3,
             "max_steps": 2,
             "max_count": 1,
@@ -58,29 +62,29 @@ async def test_settings_round_trip_and_enforcement(harness: BotHarness) -> None:
     assert again.messages[-1].content == text
 
     await refused(harness, w.member, {"prompt": "a fox"}, w.channel_a, "not made in this channel")
-    await refused(harness, w.member, {"prompt": "a fox"}, w.nsfw_a, "needs the <@&")
+    await refused(harness, w.author, {"prompt": "a fox"}, w.nsfw_a, "needs the <@&")
     await refused(harness, w.manager, {"prompt": "a fox", "steps": 3}, w.nsfw_a, "at most 2 steps")
     await refused(
         harness, w.manager, {"prompt": "a fox", "steps": 1, "count": 2}, w.nsfw_a, "at most 1"
     )
-    first = await imagine_queued(server, w.manager, "fox 1", channel=w.nsfw_a)
+    first = await imagine_queued(server, w.member, "fox 1", channel=w.nsfw_a)
     assert said(first, "You can make 2 more today; resets <t:")
     assert first.ephemeral, "the server's private default"
-    rows = (await bot.store.jobs.for_user(w.manager.id)).jobs
+    rows = (await bot.store.jobs.for_user(w.member.id)).jobs
     assert rows[0].private and rows[0].age_restricted
-    await imagine_queued(server, w.manager, "fox 2", channel=w.nsfw_a)
-    third = await imagine_queued(server, w.manager, "fox 3", channel=w.nsfw_a)
+    await imagine_queued(server, w.member, "fox 2", channel=w.nsfw_a)
+    third = await imagine_queued(server, w.member, "fox 3", channel=w.nsfw_a)
     assert said(third, "You can make 0 more today")
-    await refused(harness, w.manager, {"prompt": "fox 4", "steps": 1}, w.nsfw_a, "resets <t:")
+    await refused(harness, w.member, {"prompt": "fox 4", "steps": 1}, w.nsfw_a, "resets <t:")
     # Server B keeps its defaults: no quota, every channel, public results.
-    in_b = await imagine_queued(server, w.manager, "fox in B", channel=w.channel_b)
+    in_b = await imagine_queued(server, w.member, "fox in B", channel=w.channel_b)
     assert not said(in_b, "more today") and not in_b.ephemeral
 
     # Cooldown, then back to the defaults.
     await answer(server, w.manager, "server settings", {"reset": True})
     await answer(server, w.manager, "server settings", {"cooldown": 3600})
-    await imagine_queued(server, w.member, "first", channel=w.channel_a)
-    await refused(harness, w.member, {"prompt": "second", "steps": 1}, w.channel_a, "cooldown")
+    await imagine_queued(server, w.author, "first", channel=w.channel_a)
+    await refused(harness, w.author, {"prompt": "second", "steps": 1}, w.channel_a, "cooldown")
     await answer(server, w.manager, "server settings", {"reset": True})
     assert await bot.store.guilds.get(w.guild_a.id) == await bot.store.guilds.get(w.guild_b.id)
 
@@ -109,3 +113,42 @@ async def test_bad_settings_are_refused_and_members_cannot_change_them(
     )
     await bad.wait_response(within_s=3.0)
     assert (await bot.store.guilds.get(w.guild_a.id)).max_steps is None
+
+
+async def jobs_in(harness: BotHarness, user_id: int, guild_id: int) -> int:
+    assert harness.bot is not None
+    async with harness.bot.store.db.read() as session:
+        query = (
+            select(func.count())
+            .select_from(JobRow)
+            .where(JobRow.user_id == user_id, JobRow.guild_id == guild_id)
+        )
+        return int(await session.scalar(query) or 0)
+
+
+async def test_cooldown_and_quota_spare_owners_everywhere_and_managers_in_their_server(
+    harness: BotHarness,
+) -> None:
+    w = two_servers(harness.server)
+    bot = await harness.start(user_queue_cap=50)
+    bot.engine.scheduler.pause()
+    for guild in (w.guild_a, w.guild_b):
+        await bot.store.guilds.update(guild.id, {"cooldown_s": 3600, "daily_quota": 1})
+    # (who, where) -> jobs made by two /imagine in a row through the real admission path.
+    cases = {
+        ("owner", "B"): (w.owner, w.guild_b, w.channel_b, 2),
+        ("manager of A", "A"): (w.manager, w.guild_a, w.channel_a, 2),
+        ("manager of A", "B"): (w.manager, w.guild_b, w.channel_b, 1),
+        ("member", "A"): (w.member, w.guild_a, w.channel_a, 1),
+    }
+    made: dict[tuple[str, str], int] = {}
+    for key, (user, guild, channel, _) in cases.items():
+        for i in range(2):
+            await answer(
+                w.server, user, "imagine", {"prompt": f"{key} {i}", "steps": 1}, channel=channel
+            )
+        made[key] = await jobs_in(harness, user.id, guild.id)
+    assert made == {key: case[3] for key, case in cases.items()}
+    # Exempt jobs still count in the server's usage.
+    report = await bot.store.usage.report(w.guild_a.id)
+    assert {line.user_id: line.jobs for line in report.per_user}[w.manager.id] == 2

@@ -197,6 +197,7 @@ class Imagine(commands.Cog):
 
     async def _submit(
         self,
+        actor: Actor,
         who: Requester,
         policy: GuildPolicy,
         request: GenerationRequest,
@@ -204,8 +205,9 @@ class Imagine(commands.Cog):
         origin: Origin,
         **kwargs: object,
     ) -> tuple[Submission, Claim]:
-        """Count the job against the server's cooldown and quota, then queue it."""
-        claim = await self.admission.claim(who, policy)
+        """Count the job against the server's cooldown and quota (which spare bot owners, and
+        the server's managers there), then queue it."""
+        claim = await self.admission.claim(who, policy, actor)
         try:
             submission = await self.bot.service.submit(
                 who.user_id,
@@ -244,7 +246,15 @@ class Imagine(commands.Cog):
             age_restricted=who.age_restricted_channel,
         )
         submission, claim = await self._submit(
-            who, policy, request, kind, origin, want_preview=True, private=private, source=upload
+            actor_of(interaction),
+            who,
+            policy,
+            request,
+            kind,
+            origin,
+            want_preview=True,
+            private=private,
+            source=upload,
         )
         job_id = submission.row.public_id
         # Known before the first await: a fast job may be posted while its status is sent.
@@ -376,7 +386,9 @@ class Imagine(commands.Cog):
             private=row.private,
             age_restricted=row.age_restricted,
         )
-        submission, claim = await self._submit(who, policy, request, kind, origin, parent_id=row.id)
+        submission, claim = await self._submit(
+            actor, who, policy, request, kind, origin, parent_id=row.id
+        )
         child = submission.row.public_id
         live = LiveJob(child, private=row.private)
         if row.private:
