@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from fluxbot.store.models import JobRow
-from tests.bot.conftest import BotHarness, answer, imagine_queued, two_servers
+from tests.bot.conftest import BotHarness, answer, imagine_queued, results, two_servers, wait_for
 
 
 async def jobs_of(harness: BotHarness, user_id: int) -> int:
@@ -17,8 +17,9 @@ async def jobs_of(harness: BotHarness, user_id: int) -> int:
 
 
 def said(record, text: str) -> bool:  # type: ignore[no-untyped-def]
-    """Whether the status line ever said `text` (it is edited as the job moves)."""
-    return any(text in str(r.get("content")) for r in record.original.revisions)
+    """Whether the bot ever told the user `text` about this command (the status line is edited
+    as the job moves; the quota note is a message of its own)."""
+    return any(text in str(r.get("content")) for m in record.messages for r in m.revisions)
 
 
 async def refused(harness: BotHarness, user, options, channel, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -152,3 +153,23 @@ async def test_cooldown_and_quota_spare_owners_everywhere_and_managers_in_their_
     # Exempt jobs still count in the server's usage.
     report = await bot.store.usage.report(w.guild_a.id)
     assert {line.user_id: line.jobs for line in report.per_user}[w.manager.id] == 2
+
+
+async def test_the_quota_note_stays_visible_after_the_job_is_done(harness: BotHarness) -> None:
+    w = two_servers(harness.server)
+    bot = await harness.start()
+    await bot.store.guilds.update(w.guild_a.id, {"daily_quota": 3})
+    record = await w.server.slash(
+        w.member, "imagine", {"prompt": "a fox", "steps": 1}, channel=w.channel_a
+    )
+    await wait_for(lambda: results(w.server), within_s=90, what="the result")
+    # The status line is edited with progress, then removed once the result is posted; the
+    # note must outlive it, seen by the member alone.
+    await wait_for(lambda: record.original.deleted, what="the status line to go")
+    notes = [
+        m for m in record.messages if not m.deleted and "2 more today; resets <t:" in m.content
+    ]
+    assert len(notes) == 1 and notes[0].ephemeral, [(m.content, m.deleted) for m in record.messages]
+    assert not results(w.server)[0].ephemeral and "more today" not in str(
+        results(w.server)[0].embeds
+    )

@@ -274,14 +274,14 @@ class Imagine(commands.Cog):
             if place
             else f"🎨 `{job_id}` is starting…"
         )
-        notices = [*draft.notices, *filter(None, [claim.quota_note()])]
-        if notices:
-            text += "\n" + "\n".join(f"ℹ️ {n}" for n in notices)
+        if draft.notices:
+            text += "\n" + "\n".join(f"ℹ️ {n}" for n in draft.notices)
         # The status message is linked to its job before the user sees it (a ❌ on it at once
         # must find the job).
         original = await interaction.original_response()
         await self.bot.store.jobs.set_messages(submission.row.id, status_message_id=original.id)
         await interaction.edit_original_response(content=text)
+        await _tell_quota(interaction, claim)
         # Past the token's life the same message is edited through the bot token (which
         # cannot reach an ephemeral one).
         if not private and interaction.channel_id is not None:
@@ -420,6 +420,18 @@ class Imagine(commands.Cog):
                 log.info("could not delete the result message of job %s", row.public_id)
         await self.bot.store.delete_jobs([row.id])
         return f"Deleted job `{row.public_id}` and its images."
+
+
+async def _tell_quota(interaction: discord.Interaction, claim: Claim) -> None:
+    """What is left of the member's daily quota, in a message of its own that only they see:
+    the status line is edited with progress and removed with the result, and this must stay."""
+    note = claim.quota_note()
+    if note is None:
+        return
+    try:
+        await interaction.followup.send(f"ℹ️ {note}", ephemeral=True)
+    except discord.HTTPException as exc:
+        log.info("could not send the quota note: %s", exc)
 
 
 async def _checked_upload(
