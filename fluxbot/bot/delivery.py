@@ -5,8 +5,14 @@ connection fails at once. A result is the one thing a user waited for, so its po
 `with_retries`: transient failures are retried with exponential backoff (with jitter); what
 still fails is left to the caller, which records the job as undelivered for the next start and
 for `/show`. Each attempt builds its request afresh (files included), so nothing half-sent is
-reused. Channel posts carry a nonce Discord enforces, so a post that timed out but arrived is
-not posted twice.
+reused.
+
+A post that failed may still have arrived (a timeout, a dropped connection, a 5xx), and trying
+again must not post it twice. Channel posts carry a nonce derived from the job with
+`enforce_nonce` (discord.py sets it whenever a nonce is given), so Discord itself returns the
+first message for a few minutes. Webhook executions (interaction followups) take no nonce, so
+`with_retries` can be given a `landed` look-up that finds the first attempt's message before
+another attempt is made.
 """
 
 from __future__ import annotations
@@ -53,6 +59,14 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
+def may_have_landed(error: BaseException) -> bool:
+    """Whether a failed post may have been stored by Discord all the same: a 5xx or an
+    answer that never came; not a 429 or a connection that was never made."""
+    if isinstance(error, discord.HTTPException):
+        return error.status >= 500
+    return not isinstance(error, aiohttp.ClientConnectorError)
+
+
 def describe(error: BaseException) -> str:
     """A short line for the store and the log (never a traceback)."""
     if isinstance(error, discord.HTTPException):
@@ -67,25 +81,54 @@ def nonce_for(public_id: str) -> str:
     return f"{NONCE_PREFIX}{public_id}"[:25]
 
 
-async def with_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, *, what: str) -> T:
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    what: str,
+    landed: Callable[[], Awaitable[T | None]] | None = None,
+) -> T:
     """Run `attempt()` until it succeeds, retrying transient failures; the last error is raised.
 
     A non-transient error (403, 404, a bad request) is raised at once: trying again cannot help.
+    After a failure that may have arrived all the same, `landed()` (if given) looks for what the
+    attempt made; what it finds is returned instead of trying again.
     """
     for number in range(1, policy.attempts + 1):
         try:
             return await asyncio.wait_for(attempt(), policy.timeout_s)
         except Exception as exc:
-            if not is_transient(exc) or number == policy.attempts:
+            if not is_transient(exc):
                 raise
-            delay = policy.delay(number)
-            log.warning(
-                "%s failed (%s), attempt %d of %d; retrying in %.1f s",
-                what,
-                describe(exc),
-                number,
-                policy.attempts,
-                delay,
-            )
-            await asyncio.sleep(delay)
+            last = number == policy.attempts
+            if not last:
+                delay = policy.delay(number)
+                log.warning(
+                    "%s failed (%s), attempt %d of %d; retrying in %.1f s",
+                    what,
+                    describe(exc),
+                    number,
+                    policy.attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            if landed is not None and may_have_landed(exc):
+                found = await _look(landed, policy, what)
+                if found is not None:
+                    log.info("%s: the failed attempt had arrived; not posting again", what)
+                    return found
+            if last:
+                raise
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def _look(
+    landed: Callable[[], Awaitable[T | None]], policy: RetryPolicy, what: str
+) -> T | None:
+    """`landed()`, or None when the look-up itself fails (then the post is tried again: a
+    possible duplicate is better than a lost result)."""
+    try:
+        return await asyncio.wait_for(landed(), policy.timeout_s)
+    except Exception as exc:
+        log.info("%s: could not check whether it arrived (%s)", what, describe(exc))
+        return None

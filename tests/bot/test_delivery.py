@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from fluxbot.bot.client import FluxBot
+from fluxbot.bot.delivery import RetryPolicy, with_retries
 from tests.bot.conftest import BotHarness, answer, wait_for
 from tests.fake_discord.models import StoredMessage
 from tests.fake_discord.server import FakeDiscord
 
 CHANNEL_POST = r"^/channels/\d+/messages$"
+FOLLOWUP_POST = r"^/webhooks/\d+/[^/]+$"
 FAST = {"delivery_attempts": 4, "delivery_timeout_s": 2.0, "delivery_backoff_s": 0.05}
 
 
@@ -87,10 +91,25 @@ async def test_each_failure_kind_is_retried_and_posted_once(harness: BotHarness)
 async def test_a_503_on_the_followup_is_retried(harness: BotHarness) -> None:
     server = harness.server
     bot = await harness.start(**FAST)
-    server.fail_next("POST", r"^/webhooks/\d+/[^/]+$", status=503, times=2)
+    server.fail_next("POST", FOLLOWUP_POST, status=503, times=2)
     result = await first_result(server, bot)
     assert not server.rest.faults
     assert len(results(server)) == 1 and result.webhook_id is not None
+
+
+async def test_a_followup_that_timed_out_after_it_was_posted_is_not_posted_again(
+    harness: BotHarness,
+) -> None:
+    # Followups take no nonce: the bot finds the first attempt in the channel instead.
+    server = harness.server
+    bot = await harness.start(**FAST)
+    server.delay_next("POST", FOLLOWUP_POST, seconds=FAST["delivery_timeout_s"] + 1.0)
+    result = await first_result(server, bot)  # waits until the job is marked delivered
+    assert not server.rest.faults, "the slow answer was not used"
+    assert len(results(server)) == 1, "posted twice"
+    row = await bot.store.jobs.by_public_id(job_id_of(result))
+    assert row is not None and row.result_message_id == result.id
+    assert result.reactions, "the controls go on the one result"
 
 
 async def test_undelivered_results_are_recorded_reposted_after_a_restart_and_shown(
@@ -125,3 +144,30 @@ async def test_undelivered_results_are_recorded_reposted_after_a_restart_and_sho
     # /show always gets it (here: again, on demand).
     shown = await answer(server, server.alice, "show", {"job_id": child.public_id})
     assert shown.messages[-1].attachments[0].data == original.attachments[0].data
+
+
+async def test_a_retry_first_looks_for_what_the_failed_attempt_may_have_posted() -> None:
+    policy = RetryPolicy(attempts=3, timeout_s=1.0, first_delay_s=0.0)
+    tries: list[int] = []
+
+    async def times_out() -> str:
+        tries.append(1)
+        raise TimeoutError
+
+    async def found() -> str | None:
+        return "the first post"
+
+    assert await with_retries(times_out, policy, what="x", landed=found) == "the first post"
+    assert len(tries) == 1
+
+    async def nothing() -> str | None:
+        return None
+
+    async def broken() -> str | None:
+        raise ConnectionResetError
+
+    for look in (nothing, broken):  # not there, or the look-up fails: try again
+        tries.clear()
+        with pytest.raises(TimeoutError):
+            await with_retries(times_out, policy, what="x", landed=look)
+        assert len(tries) == policy.attempts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -59,6 +60,8 @@ SETTABLE_FLAGS = (
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
 MAX_REACTIONS = 20
+# How far back Discord looks for an enforced nonce ("the past few minutes").
+NONCE_WINDOW = timedelta(minutes=5)
 
 EmitFn = Callable[..., Awaitable[None]]
 
@@ -330,17 +333,20 @@ class DiscordState:
     ) -> StoredMessage:
         """Validate and store a new message, then dispatch MESSAGE_CREATE (unless ephemeral).
 
-        With `enforce_nonce`, an earlier message by the same author with the same nonce in the
-        channel is returned instead of creating another (Discord does so for a few minutes).
+        With `enforce_nonce`, a channel message by the same author with the same nonce in the
+        past few minutes is returned instead of creating another; webhook executions (followups)
+        take no nonce.
         """
         payload = body.payload
-        nonce = payload.get("nonce")
+        nonce = payload.get("nonce") if webhook_id is None else None
         if payload.get("enforce_nonce") and nonce is not None:
+            since = utcnow() - NONCE_WINDOW
             for earlier in reversed(list(self.messages.values())):
                 if (
                     earlier.channel_id == channel.id
                     and earlier.author.id == author.id
                     and earlier.nonce == str(nonce)
+                    and earlier.created_at >= since
                     and not earlier.deleted
                 ):
                     return earlier

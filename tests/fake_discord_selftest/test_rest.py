@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -210,3 +211,31 @@ async def test_command_sync_validates_like_discord(
     async with http.put(guild_url, json=[{"name": "admin", "description": "Admin"}]) as response:
         assert (await response.json())[0]["guild_id"] == str(fake.guild.id)
     assert [c["name"] for c in fake.commands] == ["imagine", "admin"]
+
+
+async def test_an_enforced_nonce_returns_the_channel_message_sent_minutes_before(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    post = {"content": "result", "nonce": "flux1", "enforce_nonce": True}
+    async with http.post(url, json=post) as first, http.post(url, json=post) as again:
+        assert (await first.json())["id"] == (await again.json())["id"]
+    async with http.post(url, json={**post, "enforce_nonce": False}) as unenforced:
+        assert (await unenforced.json())["id"] != (await first.json())["id"]
+    # Discord checks the nonce over the past few minutes only.
+    for message in fake.messages():
+        message.created_at -= timedelta(minutes=10)
+    async with http.post(url, json=post) as later:
+        assert (await later.json())["id"] != (await first.json())["id"]
+    assert len(fake.messages()) == 3
+
+    # Executing a webhook (an interaction's followup) takes no nonce: each call posts.
+    record = await fake.interactions.slash(
+        fake.alice, "imagine", {"prompt": "x"}, fake.channel, strict=False
+    )
+    callback = f"{fake.api_base}/interactions/{record.id}/{record.token}/callback"
+    webhook = f"{fake.api_base}/webhooks/{fake.application_id}/{record.token}?wait=1"
+    async with http.post(callback, json={"type": 4, "data": {"content": "ok"}}):
+        pass
+    async with http.post(webhook, json=post) as one, http.post(webhook, json=post) as two:
+        assert (await one.json())["id"] != (await two.json())["id"]

@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EDIT_INTERVAL_S = 1.5
+# Looking for a followup that may have arrived: from this long before the first attempt (clocks
+# differ between here and Discord).
+CLOCK_SLACK = timedelta(minutes=1)
 
 
 class ResultPoster:
@@ -220,8 +224,10 @@ class ResultPoster:
             extra["embed"] = embed
         if view is not None:
             extra["view"] = view
+        nonce = nonce_for(row.public_id) if uploads or embed else None
         if _usable(interaction, reply_to):
             assert interaction is not None
+            since = discord.utils.time_snowflake(datetime.now(UTC) - CLOCK_SLACK)
             try:
                 return await with_retries(
                     # The ignore below: discord.py's send overloads cannot see the keys of **extra.
@@ -234,6 +240,10 @@ class ResultPoster:
                     ),
                     self.retry,
                     what=f"posting job {row.public_id} as a followup",
+                    # A followup takes no nonce; an ephemeral one cannot be looked for either.
+                    landed=None
+                    if private or nonce is None
+                    else lambda: self._posted_followup(row, interaction, since),
                 )
             except discord.HTTPException as exc:
                 # An expired or revoked token: the bot token still reaches the channel or DM.
@@ -248,7 +258,7 @@ class ResultPoster:
             return await with_retries(
                 # The ignore below: discord.py's send overloads cannot see the keys of **extra.
                 lambda: user.send(  # type: ignore[call-overload]
-                    content=text or None, files=presenters.files(uploads), **extra
+                    content=text or None, files=presenters.files(uploads), nonce=nonce, **extra
                 ),
                 self.retry,
                 what=f"sending job {row.public_id} by DM",
@@ -261,12 +271,33 @@ class ResultPoster:
                 reference=reply_to,
                 mention_author=False,
                 files=presenters.files(uploads),
-                nonce=nonce_for(row.public_id) if uploads or embed else None,
+                nonce=nonce,
                 **extra,
             ),
             self.retry,
             what=f"posting job {row.public_id} in its channel",
         )
+
+    async def _posted_followup(
+        self, row: JobRow, interaction: discord.Interaction, since: int
+    ) -> discord.Message | None:
+        """The job's result if an earlier attempt did reach the channel: a message answering
+        this interaction, posted after `since`, that names the job."""
+        assert row.channel_id is not None
+        channel = self.client.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+        async for message in channel.history(limit=100, after=discord.Object(since)):
+            meta = message.interaction_metadata
+            if meta is not None and meta.id == interaction.id and _names(message, row.public_id):
+                return message
+        return None
+
+
+def _names(message: discord.Message, public_id: str) -> bool:
+    """Whether the message carries job `public_id`'s result: its embed or its files name the
+    job (the status line, which answers the same interaction, only mentions it in its text)."""
+    return any(public_id in str(embed.to_dict()) for embed in message.embeds) or any(
+        public_id in a.filename for a in message.attachments
+    )
 
 
 def _usable(
