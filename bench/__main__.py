@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--burst-users", type=int, default=5)
     e2e.add_argument("--out", type=Path, default=DEFAULT_OUT)
     e2e.add_argument("--budget-s", type=float, default=1e9, help="no new profile after this")
+    acks = sub.add_parser("acks", help="acks under a burst of /imagine: fluxbot run vs fake")
+    acks.add_argument("--model", default="tiny-random", help="FLUXBOT_MODEL for the bot")
+    acks.add_argument("--gpus", default="cpu", help="FLUXBOT_GPUS for the bot")
+    acks.add_argument("--commands", type=int, default=200)
+    acks.add_argument("--users", type=int, default=50)
+    acks.add_argument("--spread-s", type=float, default=2.0, help="send them over this long")
+    acks.add_argument("--work-dir", type=Path, default=Path("/tmp/fluxbench"))
+    acks.add_argument("--out", type=Path, default=None, help="a JSON file for the figures")
     gaps = sub.add_parser("gaps", help="where the idle time between two jobs goes")
     gaps.add_argument("--arch", choices=("full", "tiny"), default="full")
     gaps.add_argument("--device", default="cuda")
@@ -295,6 +303,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "e2e":
         return command_e2e(args)
+    if args.command == "acks":
+        from bench.acks import render, run_acks
+
+        result = run_acks(
+            model=args.model,
+            gpus=args.gpus,
+            work_dir=args.work_dir,
+            out=args.out,
+            log=_log,
+            commands=args.commands,
+            users=args.users,
+            spread_s=args.spread_s,
+        )
+        print(render(result))
+        return 0 if result["tracebacks_in_log"] == 0 else 1
     if args.command == "kernels":
         from bench.kernels import run_kernels
 
