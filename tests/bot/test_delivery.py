@@ -11,7 +11,7 @@ import pytest
 
 from fluxbot.bot.client import FluxBot
 from fluxbot.bot.delivery import RetryPolicy, with_retries
-from tests.bot.conftest import BotHarness, answer, wait_for
+from tests.bot.conftest import BotHarness, answer, imagine_queued, wait_for
 from tests.fake_discord.models import StoredMessage
 from tests.fake_discord.server import FakeDiscord
 
@@ -110,6 +110,24 @@ async def test_a_followup_that_timed_out_after_it_was_posted_is_not_posted_again
     row = await bot.store.jobs.by_public_id(job_id_of(result))
     assert row is not None and row.result_message_id == result.id
     assert result.reactions, "the controls go on the one result"
+
+
+async def test_a_dm_that_timed_out_after_it_was_posted_is_not_posted_again(
+    harness: BotHarness,
+) -> None:
+    # A private result whose interaction token expired goes by DM, with the job's nonce.
+    server = harness.server
+    bot = await harness.start(**FAST)
+    bot.engine.scheduler.pause()
+    record = await imagine_queued(server, server.alice, "a quiet fox", private=True)
+    record.expire()
+    server.delay_next("POST", CHANNEL_POST, seconds=FAST["delivery_timeout_s"] + 1.0)
+    bot.engine.scheduler.resume()
+    await wait_for(lambda: results(server), within_s=90, what="the DM")
+    await delivered(bot, job_id_of(results(server)[0]))
+    assert not server.rest.faults, "the slow answer was not used"
+    assert len(results(server)) == 1, "sent twice"
+    assert results(server)[0].guild_id is None, "not by DM"
 
 
 async def test_undelivered_results_are_recorded_reposted_after_a_restart_and_shown(
