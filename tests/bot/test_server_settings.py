@@ -173,3 +173,22 @@ async def test_the_quota_note_stays_visible_after_the_job_is_done(harness: BotHa
     assert not results(w.server)[0].ephemeral and "more today" not in str(
         results(w.server)[0].embeds
     )
+
+
+async def test_image_actions_count_against_the_quota_like_imagine(harness: BotHarness) -> None:
+    w = two_servers(harness.server)
+    bot = await harness.start()
+    await bot.store.guilds.update(w.guild_a.id, {"daily_quota": 2})
+    await w.server.slash(w.member, "imagine", {"prompt": "a fox", "steps": 1}, channel=w.channel_a)
+    original = await wait_for(lambda: results(w.server) and results(w.server)[0], within_s=90)
+    vary = next(c for c in original.custom_ids() if c.startswith("flux:img:vary1:"))
+
+    click = await w.server.click(w.member, original, vary)
+    await wait_for(lambda: click.followups, what="the vary's answer")
+    assert "0 more today" in click.followups[0].content, click.followups[0].content
+    assert await jobs_of(harness, w.member.id) == 2
+
+    again = await w.server.click(w.member, original, vary)
+    await wait_for(lambda: again.followups, what="the refusal")
+    assert again.followups[0].ephemeral and "quota" in again.followups[0].content.lower()
+    assert await jobs_of(harness, w.member.id) == 2, "a refused vary made a job"

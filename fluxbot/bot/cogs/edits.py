@@ -163,8 +163,9 @@ class ImageOps(commands.Cog):
     ) -> str:
         """Make and queue the job; returns what to tell the user."""
         self._require_reuse(interaction, row)
+        who = requester_of(interaction)
         try:
-            await self.admission.check_requester(requester_of(interaction))
+            policy = await self.admission.check_requester(who)
         except Refused as exc:
             raise NotAllowed(str(exc)) from None
         job = await self.bot.engine.deriver.from_job(
@@ -182,9 +183,15 @@ class ImageOps(commands.Cog):
             interaction_id=interaction.id,
             application_id=interaction.application_id,
         )
-        submission = await self.bot.service.submit_image_job(
-            interaction.user.id, job, origin=origin, want_preview=True
-        )
+        # An image job counts against the server's cooldown and quota as /imagine does.
+        claim = await self.admission.claim(who, policy, actor_of(interaction))
+        try:
+            submission = await self.bot.service.submit_image_job(
+                interaction.user.id, job, origin=origin, want_preview=True
+            )
+        except BaseException:
+            await self.admission.release(claim)
+            raise
         child = submission.row
         live = LiveJob(child.public_id, private=child.private)
         message = interaction.message
@@ -199,10 +206,11 @@ class ImageOps(commands.Cog):
         assert job.request.edit is not None
         place = submission.place
         where = f", position {place.position}" if place else ""
+        note = claim.quota_note()
         return (
             f"{job.request.edit.describe().capitalize()} of `{row.public_id}`: "
             f"job `{child.public_id}` (seed {job.request.seed}{where})."
-        )
+        ) + (f"\nℹ️ {note}" if note else "")
 
 
 async def setup(bot: FluxBot) -> None:
