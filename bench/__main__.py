@@ -138,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_cpu_result(path: Path, result: dict[str, Any]) -> int:
+    """A CPU measurement's figures: logged a line each and written as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    for name, entry in result.items():
+        _log(f"{name}: {entry}")
+    return 0
+
+
 def _context(args: argparse.Namespace) -> Any:
     from bench.runs import Context
 
@@ -326,21 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "png":
         from bench.png import run_png
 
-        result = run_png()
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "png.json").write_text(json.dumps(result, indent=1))
-        for name, entry in result.items():
-            _log(f"{name}: {entry}")
-        return 0
+        return _write_cpu_result(args.out / "png.json", run_png())
     if args.command == "safety":
         from bench.safety import run_safety
 
-        result = run_safety(args.repeats)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "safety.json").write_text(json.dumps(result, indent=1))
-        for name, entry in result.items():
-            _log(f"{name}: {entry}")
-        return 0
+        return _write_cpu_result(args.out / "safety.json", run_safety(args.repeats))
     if args.command == "probe":
         from bench.probe import run_probe
 

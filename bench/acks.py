@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ async def run_burst(
     spread_s: float,
     ready_within_s: float = 600.0,
 ) -> dict[str, Any]:
+    from tests.bot_process import start_fluxbot, stop_fluxbot
     from tests.fake_discord.server import FakeDiscord
 
     data_dir = work_dir / "acks"
@@ -64,16 +64,7 @@ async def run_burst(
     people = [server.add_user(f"burst{i}") for i in range(users)]
     env = _bot_env(server, model, "eager", gpus, data_dir)
     env["FLUXBOT_USER_QUEUE_CAP"] = str(max(1, -(-commands // users)))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fluxbot",
-        "run",
-        env=env,
-        cwd=data_dir,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await start_fluxbot(env, data_dir, capture=False)
     result: dict[str, Any] = {"commands": commands, "users": users, "spread_s": spread_s}
     try:
         await server.wait_ready(within_s=ready_within_s)
@@ -105,13 +96,7 @@ async def run_burst(
         result["acks_over_3s"] = sum(a > 3.0 for a in acks)
         result["queued_message_s"] = spread(queued)
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 60)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_fluxbot(process)
         await server.stop()
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
     result["tracebacks_in_log"] = text.count("Traceback")

@@ -19,10 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,20 +80,16 @@ def summarise(jobs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _bot_env(server: Any, model: str, profile: str, gpus: str, data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DISCORD_TOKEN=server.token,
+    from tests.bot_process import bot_env
+
+    return bot_env(
+        server,
+        data_dir,
         FLUXBOT_MODEL=model,
         FLUXBOT_GPUS=gpus,
-        FLUXBOT_DATA_DIR=str(data_dir),
-        FLUXBOT_DISCORD_API_BASE=server.api_base,
-        FLUXBOT_DISCORD_GATEWAY_URL=server.gateway_url,
         FLUXBOT_SPEED_PROFILE=profile,
         FLUXBOT_USER_QUEUE_CAP="50",
-        FLUXBOT_MIN_SIZE="64",
-        PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 async def _wait_log(log_path: Path, done: Callable[[str], bool], within_s: float, what: str) -> str:
@@ -199,6 +193,7 @@ async def run_profile(
     ready_within_s: float = 900.0,
 ) -> dict[str, Any]:
     """One bot process with one speed profile through every scenario."""
+    from tests.bot_process import start_fluxbot, stop_fluxbot
     from tests.fake_discord.server import FakeDiscord
 
     data_dir = work_dir / f"e2e-{profile}"
@@ -210,16 +205,8 @@ async def run_profile(
     await server.start()
     users = [server.alice, server.bob] + [server.add_user(f"user{i}") for i in range(3)]
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fluxbot",
-        "run",
-        env=_bot_env(server, model, profile, gpus, data_dir),
-        cwd=data_dir,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    env = _bot_env(server, model, profile, gpus, data_dir)
+    process = await start_fluxbot(env, data_dir, capture=False)
     result: dict[str, Any] = {"profile": profile, "scenarios": {}}
     try:
         await server.wait_ready(within_s=ready_within_s)
@@ -250,13 +237,7 @@ async def run_profile(
             posted = result["scenarios"][scenario.name]["summary"]["result_posted"]
             log(f"{profile} {scenario.name}: result posted p50 {posted['p50']} p95 {posted['p95']}")
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 60)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_fluxbot(process)
         await server.stop()
     result["exit_code"] = process.returncode
     text = log_path.read_text(errors="replace") if log_path.exists() else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from fluxbot.app.health import read_heartbeat
 from fluxbot.engine.encoding import read_parameters
 from tests.bot.conftest import wait_for
+from tests.bot_process import bot_env, start_fluxbot
 from tests.fake_discord.server import FakeDiscord
 
 
@@ -19,26 +19,8 @@ async def test_fluxbot_run_serves_and_stops_cleanly_on_sigterm(
 ) -> None:
     server = discord_server
     data_dir = tmp_path / "data"
-    env = dict(os.environ)
-    env.update(
-        DISCORD_TOKEN=server.token,
-        FLUXBOT_MODEL="tiny-random",
-        FLUXBOT_GPUS="cpu",
-        FLUXBOT_DATA_DIR=str(data_dir),
-        FLUXBOT_DISCORD_API_BASE=server.api_base,
-        FLUXBOT_DISCORD_GATEWAY_URL=server.gateway_url,
-        FLUXBOT_MIN_SIZE="64",
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fluxbot",
-        "run",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    env = bot_env(server, data_dir)
+    process = await start_fluxbot(env, tmp_path)
     try:
         await server.wait_ready(within_s=90)
         await server.wait_for_commands("imagine", "gpu", "history", within_s=30)
@@ -81,15 +63,7 @@ async def fluxbot_health(env: dict[str, str], cwd: Path) -> tuple[int | None, st
 async def test_a_token_discord_refuses_is_one_line_and_exit_1(
     discord_server: FakeDiscord, tmp_path: Path
 ) -> None:
-    env = dict(os.environ)
-    env.update(
-        DISCORD_TOKEN="MTIz.not-the.token",
-        FLUXBOT_MODEL="tiny-random",
-        FLUXBOT_GPUS="cpu",
-        FLUXBOT_DATA_DIR=str(tmp_path / "data"),
-        FLUXBOT_DISCORD_API_BASE=discord_server.api_base,
-        FLUXBOT_DISCORD_GATEWAY_URL=discord_server.gateway_url,
-    )
+    env = bot_env(discord_server, tmp_path / "data", DISCORD_TOKEN="MTIz.not-the.token")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fluxbot", "run", env=env, cwd=tmp_path,
         stderr=asyncio.subprocess.PIPE,

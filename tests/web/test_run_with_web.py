@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import httpx
 from gradio_client import Client
 
+from tests.bot_process import bot_env, start_fluxbot
 from tests.fake_discord.server import FakeDiscord
 
 
@@ -24,27 +23,8 @@ def _free_port() -> int:
 async def test_fluxbot_run_serves_the_studio_too(tmp_path: Path) -> None:
     port = _free_port()
     async with FakeDiscord() as server:
-        env = dict(os.environ)
-        env.update(
-            DISCORD_TOKEN=server.token,
-            FLUXBOT_MODEL="tiny-random",
-            FLUXBOT_GPUS="cpu",
-            FLUXBOT_DATA_DIR=str(tmp_path / "data"),
-            FLUXBOT_DISCORD_API_BASE=server.api_base,
-            FLUXBOT_DISCORD_GATEWAY_URL=server.gateway_url,
-            FLUXBOT_MIN_SIZE="64",
-            FLUXBOT_WEB_PORT=str(port),
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fluxbot",
-            "run",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        env = bot_env(server, tmp_path / "data", FLUXBOT_WEB_PORT=str(port))
+        process = await start_fluxbot(env, tmp_path)
         try:
             await server.wait_ready(within_s=120)
             url = f"http://127.0.0.1:{port}/"
