@@ -21,22 +21,15 @@ from typing import Any
 
 import torch
 
+from bench.measure import cuda_median_ms
+
 Log = Callable[[str], None]
 SIDE = 1024
 PROMPT = "a lighthouse on a cliff at dusk, oil painting, run {}"
 
 
 def _ms(fn: Callable[[], Any], iters: int = 5, warm: int = 1) -> float:
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        started = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(1000 * (time.perf_counter() - started))
-    return sorted(times)[len(times) // 2]
+    return cuda_median_ms(fn, iters, warm)
 
 
 def _group(name: str) -> str:

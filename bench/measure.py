@@ -32,6 +32,21 @@ def peak_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
+def cuda_median_ms(fn: Callable[[], Any], iters: int = 10, warm: int = 2) -> float:
+    """Median milliseconds of `fn` on the current CUDA device (host clock around a synchronised
+    call), after `warm` untimed calls."""
+    for _ in range(warm):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        started = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(1000 * (time.perf_counter() - started))
+    return sorted(times)[len(times) // 2]
+
+
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 

@@ -18,21 +18,13 @@ from typing import Any
 
 import torch
 
+from bench.measure import cuda_median_ms
+
 Log = Callable[[str], None]
 
 
 def _time(fn: Callable[[], Any], iters: int = 10, warm: int = 2) -> float:
-    """Median milliseconds of `fn` (host clock around a synchronised call)."""
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        started = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(1000 * (time.perf_counter() - started))
-    return sorted(times)[len(times) // 2]
+    return cuda_median_ms(fn, iters, warm)
 
 
 def _t5_wo_to(encoder: torch.nn.Module, dtype: torch.dtype) -> None:
