@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +26,7 @@ from fluxbot.core.edits import MASK_OVERLAP, Box, ImageEdit, Pipeline, tile_grid
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.core.seeds import advance_seed, make_generators
 from fluxbot.devices.memory import LighterSettings
+from fluxbot.engine.compiled import ShapeKey
 from fluxbot.engine.memory_profiles import pin_execution_device
 
 StepCallback = Callable[[Any], None]
@@ -42,6 +44,10 @@ class RunnerParts(Protocol):
     def _request_embeds(self, request: GenerationRequest) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def _sync(self) -> None: ...
+
+    def _use_compiled(self, key: ShapeKey) -> bool: ...
+
+    def _path(self, compiled: bool) -> AbstractContextManager[None]: ...
 
     def _step_callback(
         self,
@@ -221,7 +227,7 @@ class ImageOps:
             generators.extend(make_generators(request.seeds))
         runner._sync()
         text_done = time.perf_counter()
-        packed = self._call(
+        packed, compiled = self._call(
             kind,
             first,
             images=inputs,
@@ -235,7 +241,8 @@ class ImageOps:
         runner._check_cancel(cancel)
         runner._sync()
         denoise_done = time.perf_counter()
-        images = runner._decode(packed, first.width, first.height, lighter)
+        with runner._path(compiled):
+            images = runner._decode(packed, first.width, first.height, lighter)
         if kind is Pipeline.INPAINT:
             assert first.edit is not None
             keep = first.edit.layout(first.width, first.height).keep
@@ -257,8 +264,11 @@ class ImageOps:
             )
             own = images[offset : offset + request.image_count]
             offset += request.image_count
+            path = "compiled" if compiled else "eager"
             results.append(
-                GenerationResult(request, own, list(request.seeds), runner.device, timings=timings)
+                GenerationResult(
+                    request, own, list(request.seeds), runner.device, timings=timings, path=path
+                )
             )
         return results
 
@@ -274,11 +284,15 @@ class ImageOps:
         generators: list[torch.Generator],
         size: tuple[int, int],
         callback: Callable[..., dict[str, Any]],
-    ) -> torch.Tensor:
-        """One diffusers call that stops at the latents (the runner decodes)."""
+    ) -> tuple[torch.Tensor, bool]:
+        """One diffusers call that stops at the latents (the runner decodes them, on the same
+        path); and whether it ran the compiled forms (its shape compiled, as for text jobs)."""
         assert request.edit is not None
         pipe = self.pipeline(kind)
         width, height = size
+        compiled = self._runner._use_compiled(
+            ShapeKey(len(images), width, height, request.max_sequence_length)
+        )
         extra: dict[str, Any] = {}
         if kind is Pipeline.INPAINT:
             extra["mask_image"] = masks
@@ -294,8 +308,8 @@ class ImageOps:
                     dtype=prompt_embeds.dtype,
                     device=prompt_embeds.device,
                 )
-        with torch.inference_mode():
-            return pipe(
+        with self._runner._path(compiled), torch.inference_mode():
+            packed = pipe(
                 image=images,
                 prompt_embeds=prompt_embeds,
                 pooled_prompt_embeds=pooled,
@@ -310,6 +324,7 @@ class ImageOps:
                 callback_on_step_end=callback,
                 **extra,
             ).images
+        return packed, compiled
 
     def _upscale(
         self,
@@ -338,6 +353,7 @@ class ImageOps:
         weight_sum = np.zeros((request.height, request.width, 1), dtype=np.float32)
         overlap_ramp = _tile_ramp(tiles)
         denoise_s = decode_s = 0.0
+        paths: set[bool] = set()
         for number, tile in enumerate(tiles):
             crop = big.crop((tile.x, tile.y, tile.right, tile.bottom))
             # Each tile its own noise (seed + tile number), the same on every run.
@@ -352,7 +368,7 @@ class ImageOps:
                 size=(tile.width, tile.height),
             )
             tile_started = time.perf_counter()
-            packed = self._call(
+            packed, compiled = self._call(
                 Pipeline.UPSCALE,
                 request,
                 images=[crop],
@@ -366,7 +382,9 @@ class ImageOps:
             runner._check_cancel(cancel)
             runner._sync()
             denoised = time.perf_counter()
-            refined = runner._decode(packed, tile.width, tile.height, lighter)[0]
+            with runner._path(compiled):
+                refined = runner._decode(packed, tile.width, tile.height, lighter)[0]
+            paths.add(compiled)
             runner._sync()
             denoise_s += denoised - tile_started
             decode_s += time.perf_counter() - denoised
@@ -377,8 +395,9 @@ class ImageOps:
         image = Image.fromarray(np.clip(np.rint(acc / weight_sum), 0, 255).astype(np.uint8))
         timings = StageTimings(text_encode=text_done - started, denoise=denoise_s, decode=decode_s)
         notes = [f"refined in {len(tiles)} tiles"] if len(tiles) > 1 else []
+        path = "compiled" if paths == {True} else "eager"
         return GenerationResult(
-            request, [image], [request.seed], runner.device, timings=timings, notes=notes
+            request, [image], [request.seed], runner.device, timings=timings, notes=notes, path=path
         )
 
 

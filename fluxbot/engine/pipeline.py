@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -478,13 +478,8 @@ class FluxRunner:
                 "true_cfg_scale": first.true_cfg_scale,
             }
         key = ShapeKey(len(latents), first.width, first.height, first.max_sequence_length)
-        compiled = self.compiled is not None and self.compiled.is_ready(key)
-        if self.compiled is not None and not compiled:
-            self.compiled.request(
-                [key], first=True
-            )  # this job runs eagerly; later ones of its shape not
-        path = self.compiled.active(compiled) if self.compiled is not None else nullcontext()
-        with path, torch.inference_mode():
+        compiled = self._use_compiled(key)
+        with self._path(compiled), torch.inference_mode():
             packed = self.pipe(
                 prompt_embeds=torch.cat(embeds),
                 pooled_prompt_embeds=torch.cat(pooled),
@@ -502,7 +497,7 @@ class FluxRunner:
         self._sync()
         denoise_done = time.perf_counter()
 
-        with self.compiled.active(compiled) if self.compiled is not None else nullcontext():
+        with self._path(compiled):
             images = self._decode(packed, first.width, first.height, lighter)
         self._sync()
         decode_done = time.perf_counter()
@@ -531,6 +526,22 @@ class FluxRunner:
                 )
             )
         return results
+
+    def _use_compiled(self, key: ShapeKey) -> bool:
+        """Whether a call of this shape runs the compiled forms: once the shape is ready. Until
+        then it runs eagerly and the shape goes first in the background compile's line. Text,
+        img2img and inpainting calls of one shape run the same transformer and decoder shapes,
+        so one compiled shape serves them all."""
+        if self.compiled is None:
+            return False
+        if self.compiled.is_ready(key):
+            return True
+        self.compiled.request([key], first=True)
+        return False
+
+    def _path(self, compiled: bool) -> AbstractContextManager[None]:
+        """The compiled forms on this thread inside the block, or the eager ones."""
+        return self.compiled.active(compiled) if self.compiled is not None else nullcontext()
 
     def _step_callback(
         self,

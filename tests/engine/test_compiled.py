@@ -6,6 +6,7 @@ exactly as in production; Inductor would take minutes on two cores).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 
@@ -14,8 +15,10 @@ import torch
 from torch._dynamo.utils import counters
 
 from fluxbot.config import SpeedProfile
+from fluxbot.core.edits import ImageEdit, Operation, zoom_layout
 from fluxbot.core.requests import ASPECT_RATIOS, GenerationRequest, aspect_size
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey
+from fluxbot.engine.encoding import encode_png
 from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
 from fluxbot.engine.speed import warm_shapes
 
@@ -66,6 +69,31 @@ def test_jobs_run_eagerly_while_the_background_compiles_then_never_recompile(
         paths_taken.append(result.path)
     assert _graphs() == graphs, "a job recompiled"
     assert paths_taken == ["compiled"] * len(jobs)
+
+
+def test_image_jobs_of_a_compiled_shape_run_compiled_without_recompiling(
+    runner: FluxRunner,
+) -> None:
+    # Regression: img2img and inpainting always ran eagerly (under `fast`: the fp8 linears
+    # uncompiled), though their transformer and decoder shapes are the text jobs' own.
+    paths = runner.compiled
+    assert paths is not None and paths.wait_idle(timeout_s=600)
+    width, height = SIZES[0]
+    made = runner.generate([GenerationRequest("a fox", 4, width=width, height=height, steps=1)])
+    source = encode_png(made[0].images[0], {"prompt": "a fox"}, 4).data
+    sha = hashlib.sha256(source).hexdigest()
+    box = zoom_layout(width, height, 2.0).source
+    edits = [
+        ImageEdit(Operation.VARY, sha, source=source, strength=0.7, parent="p", parent_index=0),
+        ImageEdit(
+            Operation.ZOOM, sha, source=source, zoom=2.0, box=(box.x, box.y, box.width, box.height)
+        ),
+    ]
+    graphs = _graphs()
+    for seed, edit in enumerate(edits):
+        request = GenerationRequest("a fox", seed, width=width, height=height, steps=2, edit=edit)
+        assert runner.generate([request])[0].path == "compiled", edit.operation
+    assert _graphs() == graphs, "an image job recompiled"
 
 
 def test_an_unwarmed_shape_runs_eagerly_and_compiles_for_the_next_job(runner: FluxRunner) -> None:
