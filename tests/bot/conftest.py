@@ -21,16 +21,25 @@ BOT_START_S = 60.0
 BOT_STOP_S = 90.0  # its own drain allows 30 s for a running job, then 10 s to stop it
 
 
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """The task's chain of awaits, outermost first, down to what it waits on."""
+    chain: list[str] = []
+    step: Any = task.get_coro()
+    while step is not None:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is None:
+            chain.append(repr(step)[:120])
+            break
+        code = frame.f_code
+        chain.append(f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return " -> ".join(chain)
+
+
 def pending_tasks() -> str:
-    """Every unfinished asyncio task with the line it waits on: what a hang is waiting for."""
-    lines = []
-    for task in asyncio.all_tasks():
-        if task is asyncio.current_task() or task.done():
-            continue
-        frames = task.get_stack(limit=3)
-        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
-        lines.append(f"  {task.get_name()}: {task.get_coro()!r} at {where}")
-    return "\n".join(lines)
+    """Every unfinished asyncio task with the chain of awaits it is stuck in."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    return "\n".join(f"  {t.get_name()}: {_awaiting(t)}" for t in tasks)
 
 
 class BotHarness:
@@ -80,6 +89,27 @@ class BotHarness:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 30)
         self.bot, self._task = None, None
+
+
+LEFTOVER_S = 20.0
+
+
+@pytest.fixture(autouse=True)
+async def _no_stuck_tasks() -> AsyncIterator[None]:
+    """After the bot and the fake have stopped (this fixture is torn down last), every task left
+    on the loop must end when cancelled: one that does not would hang the loop's teardown until
+    pytest-timeout; fail here instead, naming it."""
+    yield
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        _, stuck = await asyncio.wait(leftover, timeout=LEFTOVER_S)
+        if stuck:
+            raise AssertionError(
+                f"{len(stuck)} task(s) did not end {LEFTOVER_S:.0f} s after being cancelled:\n"
+                + pending_tasks()
+            )
 
 
 @pytest.fixture
