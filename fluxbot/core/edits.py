@@ -337,3 +337,14 @@ class ImageEdit:
             case Operation.REMIX if self.source_sha256 is None:
                 return "remix (same seed)"
         return f"{self.operation} (strength {self.effective_strength:g})"
+
+    def lineage(self) -> str:
+        """Where the image came from, for people: "vary (strength 0.35) of `abc123`" (with
+        "image 2" when it was not the parent's first), or "... from an uploaded image"."""
+        described = self.describe()
+        if self.parent:
+            image = f" image {self.parent_index + 1}" if self.parent_index else ""
+            return f"{described} of `{self.parent}`{image}"
+        if self.operation == Operation.IMAGE:
+            return f"{described} from an uploaded image"
+        return described

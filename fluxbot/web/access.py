@@ -1,15 +1,18 @@
 """Who is who in the studio: local mode (the person at the machine is the owner) or Discord login.
 
-`role_of` is the one place that decides a web user's power, so it can follow the bot's
-permission model when that grows (issue 12); today it is owner (admin) or member.
+A web user becomes an `Actor` of the one permission model (fluxbot/app/permissions.py), and
+every studio action asks that model. Bot owners (the application's owner or team members, and
+FLUXBOT_ADMIN_IDS; in local mode also the person at the machine) are owners here as in Discord.
+The studio belongs to no server (Discord login with the `identify` scope says nothing about
+one's servers), so a server manager acts here as a member: their powers stay in their server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from fluxbot.app.permissions import Actor, can_control_bot
 from fluxbot.config import ConfigError, Settings
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -17,22 +20,22 @@ LOCAL_OWNER_ID = 0
 """The owner's user id in local mode when FLUXBOT_ADMIN_IDS names nobody."""
 
 
-class Role(StrEnum):
-    OWNER = "owner"
-    MEMBER = "member"
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """The person behind a request: a Discord user id (the same as in the bot) and a name."""
+    """The person behind a request: their `Actor` (a Discord user id, the same as in the bot,
+    acting outside any server) and a name to show."""
 
-    user_id: int
+    actor: Actor
     name: str
-    role: Role
+
+    @property
+    def user_id(self) -> int:
+        return self.actor.user_id
 
     @property
     def is_admin(self) -> bool:
-        return self.role is Role.OWNER
+        """Whether the Admin page (the whole bot's queue, devices and bans) is theirs."""
+        return can_control_bot(self.actor).allowed
 
 
 def oauth_configured(settings: Settings) -> bool:
@@ -60,18 +63,21 @@ def local_owner_id(settings: Settings) -> int:
 
 
 class Access:
-    """Decides roles: the bot's owners (FLUXBOT_ADMIN_IDS and the application's owner or team)."""
+    """Makes web users into actors: the bot's owners are FLUXBOT_ADMIN_IDS and the application's
+    owner or team (`owner_ids`, from Discord's application info), as for the bot."""
 
     def __init__(self, settings: Settings, owner_ids: Iterable[int] = ()) -> None:
         self.settings = settings
         self.owner_ids = frozenset(owner_ids)
 
-    def role_of(self, user_id: int) -> Role:
+    def is_owner(self, user_id: int) -> bool:
         if user_id in self.settings.admin_ids or user_id in self.owner_ids:
-            return Role.OWNER
-        if is_local_mode(self.settings) and user_id == local_owner_id(self.settings):
-            return Role.OWNER
-        return Role.MEMBER
+            return True
+        return is_local_mode(self.settings) and user_id == local_owner_id(self.settings)
+
+    def actor_of(self, user_id: int) -> Actor:
+        """The web user as the permission model sees them: outside any server, so no manager."""
+        return Actor(user_id=user_id, owner=self.is_owner(user_id), guild_id=None, manager=False)
 
     def identity(self, user_id: int, name: str = "") -> Identity:
-        return Identity(user_id, name or str(user_id), self.role_of(user_id))
+        return Identity(self.actor_of(user_id), name or str(user_id))

@@ -1,7 +1,10 @@
 """What the studio does, free of Gradio: create, follow, history, admin; every call checked.
 
-Each method takes the caller's `Identity` and checks on the server what that person may do, so
-the UI (or any HTTP client) cannot skip a check by calling an endpoint directly.
+Each method takes the caller's `Identity` and asks the permission model (fluxbot/app/
+permissions.py) and the server policy (fluxbot/app/admission.py) on the server what that person
+may do, so the UI (or any HTTP client) cannot skip a check by calling an endpoint directly. New
+jobs from existing ones (reroll, new seed, vary, remix, upscale, zoom, pan) go through
+`DerivedJobs`, the same path as Discord's buttons.
 """
 
 from __future__ import annotations
@@ -10,15 +13,30 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fluxbot.app.admission import Admission, Refused, Requester
+from fluxbot.app.derived_jobs import IMAGE_ACTIONS, Derived, DerivedJobs
 from fluxbot.app.device_report import live_statuses
 from fluxbot.app.export import ExportReport, export_user
+from fluxbot.app.permissions import (
+    Decision,
+    PermissionDenied,
+    can_ban,
+    can_cancel_job,
+    can_control_bot,
+    can_show_job,
+    can_view_job,
+    history_scope,
+    queue_scope,
+    require,
+)
 from fluxbot.app.service import Submission
-from fluxbot.core.requests import AnimationSpec, GenerationRequest, JobKind, JobStatus
+from fluxbot.core.edits import Operation, check_strength
+from fluxbot.core.requests import AnimationSpec, JobKind, JobStatus, RequestError
 from fluxbot.core.seeds import SeedProfile, next_seed, random_seed
 from fluxbot.devices.nvml import NvmlMonitor
 from fluxbot.devices.status import GpuStatus
@@ -26,9 +44,11 @@ from fluxbot.serving.events import FinishedEvent, PositionEvent, ProgressEvent
 from fluxbot.serving.job import JobOutcome
 from fluxbot.serving.scheduler import QueueEntry
 from fluxbot.serving.workers.base import WorkerStatus
+from fluxbot.store.guilds import GuildPolicy
 from fluxbot.store.jobs import JobPage
 from fluxbot.store.models import JobRow, User
 from fluxbot.store.removal import Removal
+from fluxbot.store.usage import Claim
 from fluxbot.web.access import Access, Identity, is_local_mode
 from fluxbot.web.errors import NotAllowed, UserError
 
@@ -98,6 +118,8 @@ class Studio:
         self.engine = engine
         self.access = access
         self.nvml = nvml or NvmlMonitor()
+        self.admission = Admission(store)
+        self.derived = DerivedJobs(store, engine.service, engine.deriver)
         self._waiters = _Waiters()
         engine.service.on_finished(self._finished)
 
@@ -109,11 +131,19 @@ class Studio:
 
     # -- making images --------------------------------------------------------------------------
 
-    async def _member(self, identity: Identity) -> User:
-        # The studio belongs to no server: only a bot-wide ban applies here.
-        if await self.store.bans.is_banned(identity.user_id, None):
-            raise NotAllowed("You are not allowed to make images with this bot.")
-        return await self.store.users.get_or_create(identity.user_id)
+    def requester(self, identity: Identity) -> Requester:
+        """The studio belongs to no server: the policy outside servers applies (a bot-wide ban
+        refuses; a ban in one server does not), as for a Discord DM. Local mode's operator is
+        the "age-restricted place" the CLI is: the relaxed prompt policy applies."""
+        return Requester(user_id=identity.user_id, age_restricted_channel=self.local_operator)
+
+    async def _member(self, identity: Identity) -> tuple[User, Requester, GuildPolicy]:
+        who = self.requester(identity)
+        try:
+            policy = await self.admission.check_requester(who)
+        except Refused as exc:
+            raise NotAllowed(str(exc)) from None
+        return await self.store.users.get_or_create(identity.user_id), who, policy
 
     async def _seed_for(self, user_id: int, explicit: int | None) -> int:
         if explicit is not None:
@@ -124,9 +154,24 @@ class Studio:
 
         return await self.store.users.claim_seed(user_id, pick)
 
+    async def _submit_new(
+        self,
+        identity: Identity,
+        who: Requester,
+        policy: GuildPolicy,
+        submit: Callable[[], Awaitable[Submission]],
+    ) -> Submission:
+        """Count the job against the cooldown and quota, then queue it (or give the claim back)."""
+        claim: Claim = await self.admission.claim(who, policy, identity.actor)
+        try:
+            return await submit()
+        except BaseException:
+            await self.admission.release(claim)
+            raise
+
     async def create(self, identity: Identity, form: CreateForm) -> tuple[Submission, list[str]]:
         """Compose (inline flags, policy, limits), store and queue; returns notices too."""
-        user = await self._member(identity)
+        user, who, policy = await self._member(identity)
         if not form.prompt or not form.prompt.strip():
             raise UserError("Write a prompt first: what should the image show?")
         draft = self.engine.composer.draft(
@@ -138,13 +183,24 @@ class Studio:
             count=form.count,
             default_aspect=user.default_aspect,
             default_steps=user.default_steps,
-            strict=not self.local_operator,
+            strict=not who.age_restricted_channel,
         )
+        self.admission.check_request(policy, draft.fields)
         if form.private is not None and form.private != user.private_results:
             await self.store.users.update_settings(identity.user_id, private_results=form.private)
+        private = user.private_results if form.private is None else form.private
         request = draft.finish(await self._seed_for(identity.user_id, draft.seed))
-        submission = await self.engine.service.submit(
-            identity.user_id, request, kind=JobKind.IMAGINE, want_preview=True
+        submission = await self._submit_new(
+            identity,
+            who,
+            policy,
+            lambda: self.engine.service.submit(
+                identity.user_id,
+                request,
+                kind=JobKind.IMAGINE,
+                want_preview=True,
+                private=private,
+            ),
         )
         return submission, list(draft.notices)
 
@@ -157,7 +213,7 @@ class Studio:
         seed: int | None = None,
         seed_to: int | None = None,
     ) -> tuple[Submission, list[str]]:
-        user = await self._member(identity)
+        user, who, policy = await self._member(identity)
         if not prompt or not prompt.strip():
             raise UserError("Write a prompt first: what should the animation show?")
         spec = AnimationSpec(frames=frames, seed_to=random_seed() if seed_to is None else seed_to)
@@ -167,32 +223,92 @@ class Studio:
             default_aspect=user.default_aspect,
             default_steps=user.default_steps,
             animation=spec,
-            strict=not self.local_operator,
+            strict=not who.age_restricted_channel,
         )
+        self.admission.check_request(policy, draft.fields)
         request = draft.finish(await self._seed_for(identity.user_id, draft.seed))
-        submission = await self.engine.service.submit(
-            identity.user_id, request, kind=JobKind.ANIMATE, want_preview=True
+        submission = await self._submit_new(
+            identity,
+            who,
+            policy,
+            lambda: self.engine.service.submit(
+                identity.user_id,
+                request,
+                kind=JobKind.ANIMATE,
+                want_preview=True,
+                private=user.private_results,
+            ),
         )
         return submission, list(draft.notices)
 
-    async def again(self, identity: Identity, public_id: str, *, new_seed: bool) -> Submission:
-        """Reroll (same seed, same pixels) or the same request with a new seed."""
-        row = await self.job(identity, public_id)
-        await self._member(identity)
-        request = GenerationRequest.from_params(row.params)
-        kind = JobKind.REROLL
-        if new_seed:
-            kind = JobKind.VARIATION
-            request = replace(request, seed=random_seed())
-        return await self.engine.service.submit(
-            identity.user_id, request, kind=kind, parent_id=row.id, want_preview=True
+    async def _parent(self, public_id: str) -> JobRow:
+        row = await self.store.jobs.by_public_id((public_id or "").strip())
+        if row is None:
+            raise UserError(f"There is no job `{(public_id or '').strip()[:16]}`.")
+        return row
+
+    async def again(self, identity: Identity, public_id: str, *, new_seed: bool) -> Derived:
+        """Reroll (same seed, same pixels) or the same request with a new seed: Discord's 🔁 / 🎲,
+        through the same rules (the job must be visible to the caller; policy; quota)."""
+        parent = await self._parent(public_id)
+        return await self.derived.again(
+            identity.actor,
+            self.requester(identity),
+            parent,
+            new_seed=new_seed,
+            want_preview=True,
         )
 
-    # Image actions of issue 13 (vary, upscale, zoom, pan) go here, beside `again`: each takes a
-    # job the caller may see and submits a child job with `parent_id`, like `again` does.
+    async def image_action(
+        self, identity: Identity, public_id: str, code: str, image: int = 1
+    ) -> Derived:
+        """One of the image actions under a result (`IMAGE_ACTIONS`: vary1, vary2, up, z15, z2,
+        pl, pr, pu, pd) on image number `image` (from 1) of the job; remix has its own form."""
+        action = IMAGE_ACTIONS.get((code or "").strip())
+        if action is None or action.operation is Operation.REMIX:
+            codes = [c for c, a in IMAGE_ACTIONS.items() if a.operation is not Operation.REMIX]
+            choices = ", ".join(codes)
+            raise RequestError("action", code, choices)
+        parent = await self._parent(public_id)
+        return await self.derived.edit(
+            identity.actor,
+            self.requester(identity),
+            parent,
+            action.operation,
+            index=_image_index(image),
+            **action.options,
+        )
+
+    async def remix(
+        self,
+        identity: Identity,
+        public_id: str,
+        image: int = 1,
+        *,
+        prompt: str = "",
+        strength: float | str | None = None,
+        from_scratch: bool = False,
+    ) -> Derived:
+        """Remix: the edited prompt from image `image` of the job at `strength` (img2img), or
+        from scratch with the image's seed."""
+        parent = await self._parent(public_id)
+        text = (prompt or "").strip() or parent.prompt
+        chosen = None if strength in (None, "") else check_strength(strength)
+        return await self.derived.edit(
+            identity.actor,
+            self.requester(identity),
+            parent,
+            Operation.REMIX,
+            index=_image_index(image),
+            prompt=text,
+            strength=None if from_scratch else chosen,
+            from_scratch=from_scratch,
+        )
 
     async def cancel(self, identity: Identity, public_id: str) -> str:
-        row = await self.job(identity, public_id)
+        """Cancel a waiting or running job: its owner, or a bot owner (the permission model)."""
+        row = await self._parent(public_id)
+        require(can_cancel_job(identity.actor, row))
         if JobStatus(row.status).finished or not await self.engine.service.cancel(row.public_id):
             raise UserError(f"Job `{row.public_id}` is not waiting or running any more.")
         return f"Cancelled job `{row.public_id}`."
@@ -254,19 +370,25 @@ class Studio:
     async def history(
         self, identity: Identity, *, page: int = 0, text: str = "", seed: int | None = None
     ) -> JobPage:
+        """The caller's own jobs, newest first (the studio lists no one else's history)."""
+        _require_scope(history_scope(identity.actor, identity.user_id))
         return await self.store.jobs.for_user(
             identity.user_id, page=page, per_page=HISTORY_PER_PAGE, text=text or None, seed=seed
         )
 
     async def job(self, identity: Identity, public_id: str) -> JobRow:
-        """A job the caller may see: their own, or anyone's for an admin."""
-        row = await self.store.jobs.by_public_id((public_id or "").strip())
-        if row is None or (row.user_id != identity.user_id and not identity.is_admin):
-            raise UserError(f"There is no job `{(public_id or '').strip()[:16]}` of yours.")
+        """A job the caller may see: their own (it is in their history), else as `/show` would
+        show it outside an age-restricted channel (public; private: a bot owner)."""
+        row = await self._parent(public_id)
+        if row.user_id != identity.user_id:
+            nsfw = self.requester(identity).age_restricted_channel
+            require(can_show_job(identity.actor, row, age_restricted_channel=nsfw))
         return row
 
-    async def lineage(self, row: JobRow) -> tuple[list[JobRow], list[JobRow]]:
-        """The job's ancestors (oldest first) and the jobs made from it."""
+    async def lineage(self, identity: Identity, row: JobRow) -> tuple[list[JobRow], list[JobRow]]:
+        """The job's ancestors (oldest first) and the jobs made from it, those the caller may
+        see (a stranger's private variation of a public job stays theirs)."""
+        actor = identity.actor
         ancestors: list[JobRow] = []
         parent_id = row.parent_id
         while parent_id is not None and len(ancestors) < 20:
@@ -275,7 +397,11 @@ class Studio:
                 break
             ancestors.insert(0, parent)
             parent_id = parent.parent_id
-        return ancestors, await self.store.jobs.children(row.id)
+        children = await self.store.jobs.children(row.id)
+        return (
+            [a for a in ancestors if can_view_job(actor, a)],
+            [c for c in children if can_view_job(actor, c)],
+        )
 
     async def image_file(self, identity: Identity, public_id: str, index: int) -> Path:
         row = await self.job(identity, public_id)
@@ -288,7 +414,8 @@ class Studio:
         return [(self.store.image_path(i.path), i.seed) for i in sorted(row.images, key=_index)]
 
     async def delete(self, identity: Identity, public_id: str) -> str:
-        row = await self.job(identity, public_id)
+        row = await self._parent(public_id)
+        require(can_cancel_job(identity.actor, row))
         if JobStatus(row.status) in (JobStatus.QUEUED, JobStatus.RUNNING):
             await self.engine.service.cancel(row.public_id)
             await self.engine.service.flush()
@@ -312,8 +439,8 @@ class Studio:
 
     @staticmethod
     def require_admin(identity: Identity) -> None:
-        if not identity.is_admin:
-            raise NotAllowed("This page is for the bot's admins.")
+        """The Admin page acts on the whole bot: its owners only (the permission model)."""
+        require(can_control_bot(identity.actor))
 
     async def devices(self, identity: Identity) -> list[DeviceCard]:
         self.require_admin(identity)
@@ -325,7 +452,8 @@ class Studio:
         return live_statuses(self.engine.devices, self.nvml)
 
     def queue(self, identity: Identity) -> tuple[list[QueueEntry], bool]:
-        self.require_admin(identity)
+        # Outside any server only the bot's owners see the queue (everyone's prompts).
+        _require_scope(queue_scope(identity.actor))
         status = self.engine.scheduler.status()
         return list(status.queue), status.paused
 
@@ -342,13 +470,28 @@ class Studio:
         return await self.cancel(identity, public_id)
 
     async def set_banned(self, identity: Identity, user_id: int, banned: bool) -> str:
-        self.require_admin(identity)
-        # Studio admins are the bot's owners: their bans hold everywhere (guild None).
+        # The studio acts outside any server: a ban from here holds everywhere (owners only).
+        require(can_ban(identity.actor, None))
         if banned:
             await self.store.bans.ban(user_id, None, by=identity.user_id)
         else:
             await self.store.bans.unban(user_id, None)
         return f"{'Banned' if banned else 'Unbanned'} user {user_id} everywhere."
+
+
+def _require_scope(scope: object) -> None:
+    """`history_scope` / `queue_scope` answer a Scope, or a refusing Decision."""
+    if isinstance(scope, Decision):
+        raise PermissionDenied(scope.reason)
+
+
+def _image_index(image: int | float | str | None) -> int:
+    """Image number `image` (1..4, as people count) as an index; the Deriver checks the range."""
+    try:
+        number = 1 if image is None or image == "" else int(image)
+    except (TypeError, ValueError):
+        raise RequestError("image", image, "the number of one of the job's images") from None
+    return number - 1
 
 
 def _index(image: object) -> int:

@@ -7,13 +7,17 @@ do; failures are shown through the shared table of user-facing messages.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
+from fluxbot.app.derived_jobs import IMAGE_ACTIONS
+from fluxbot.core.edits import REMIX_STRENGTH, STRENGTH_MAX, STRENGTH_MIN
 from fluxbot.core.requests import ASPECT_PRESETS, MAX_COUNT, SEED_MAX, GenerationRequest
 from fluxbot.store.models import JobRow
 from fluxbot.web.access import Identity
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 Resolver = Callable[[gr.Request], Identity | None]
 GIB = 2**30
 DEFAULT_ASPECT_CHOICE = "your default"
+REMIX_FROM_IMAGE = "the image"
+REMIX_FROM_SCRATCH = "scratch (same seed)"
 CSS = """
 .flux-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px;}
 .flux-head {display: flex; justify-content: space-between; align-items: center; gap: 1em;}
@@ -45,7 +51,8 @@ class NotSignedIn(Exception):
     """The request carries no valid session (expired, logged out or forged)."""
 
 
-def _fail(exc: BaseException) -> gr.Error:
+def gradio_error(exc: BaseException) -> gr.Error:
+    """Every studio handler's failure as the browser shows it: the shared table's sentence."""
     if isinstance(exc, NotSignedIn):
         return gr.Error("Your session has ended: reload the page to log in again.")
     if isinstance(exc, gr.Error):
@@ -63,6 +70,17 @@ def _optional_int(value: Any, name: str, low: int, high: int) -> int | None:
         return int(text)
     except ValueError:
         raise gr.Error(f"{name} must be a whole number from {low} to {high}.") from None
+
+
+def _image_number(value: Any) -> int:
+    """The picked image (1..4); the job's own count is checked when the action runs."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return 1
+    try:
+        return int(float(text))
+    except ValueError:
+        raise gr.Error("Image must be the number of one of the job's images.") from None
 
 
 def gallery_items(studio: Studio, row: JobRow | None) -> list[tuple[str, str]]:
@@ -87,6 +105,8 @@ def job_details(row: JobRow | None) -> str:
         lines.append(f"**Negative** {html.escape(request.negative)}")
     lines.append(f"**Seed{'s' if request.count > 1 else ''}** {seeds or request.seed}")
     lines.append(f"**Size** {request.width}×{request.height} · **Steps** {request.steps}")
+    if request.edit is not None:
+        lines.append(f"**From** {html.escape(request.edit.lineage())}")
     timings = row.timings or {}
     device_s = sum(timings.get(k, 0.0) for k in ("text_encode", "denoise", "decode"))
     if device_s:
@@ -116,6 +136,61 @@ def device_card(card: DeviceCard) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ActionPanel:
+    """The image actions under a job (Discord's buttons under a result): which image, the
+    buttons, and the remix form."""
+
+    pick: gr.Radio
+    buttons: dict[str, gr.Button]
+    remix_prompt: gr.Textbox
+    remix_strength: gr.Slider
+    remix_start: gr.Radio
+    remix_button: gr.Button
+
+
+def action_panel(prefix: str) -> ActionPanel:
+    """Vary (Subtle/Strong), Upscale ×2, Zoom out ×1.5/×2, the four pans, and Remix; with
+    several images the person picks one (Midjourney's U1..U4 / V1..V4)."""
+    pick = gr.Radio(
+        [str(n) for n in range(1, MAX_COUNT + 1)],
+        value="1",
+        label="Image to act on",
+        visible=False,  # shown when the job has several images
+        elem_id=f"{prefix}-pick",
+    )
+    buttons: dict[str, gr.Button] = {}
+    for codes in (("vary1", "vary2", "up"), ("z15", "z2"), ("pl", "pr", "pu", "pd")):
+        with gr.Row():
+            for code in codes:
+                buttons[code] = gr.Button(
+                    IMAGE_ACTIONS[code].label, size="sm", elem_id=f"{prefix}-{code}"
+                )
+    with gr.Accordion("Remix", open=False):
+        remix_prompt = gr.Textbox(label="Prompt (edit it)", lines=2, elem_id=f"{prefix}-remix")
+        with gr.Row():
+            remix_strength = gr.Slider(
+                STRENGTH_MIN,
+                STRENGTH_MAX,
+                value=REMIX_STRENGTH,
+                step=0.05,
+                label="Strength: how much may change (from the image)",
+            )
+            remix_start = gr.Radio(
+                [REMIX_FROM_IMAGE, REMIX_FROM_SCRATCH], value=REMIX_FROM_IMAGE, label="Start from"
+            )
+        remix_button = gr.Button("Remix", elem_id=f"{prefix}-remix-run")
+    return ActionPanel(pick, buttons, remix_prompt, remix_strength, remix_start, remix_button)
+
+
+def pick_choices(row: JobRow | None) -> tuple[list[str], bool]:
+    """The image numbers of a job to pick from, and whether there is a choice to make."""
+    if row is None:
+        return ["1"], False
+    count = len(row.images) or int((row.params or {}).get("count", 1))
+    return [str(n) for n in range(1, count + 1)], count > 1
+
+
 def build_blocks(
     studio: Studio, resolve: Resolver, header: Callable[[gr.Request, Identity], str]
 ) -> gr.Blocks:
@@ -134,7 +209,7 @@ def build_blocks(
         title="fluxbot studio", analytics_enabled=False, delete_cache=(3600, 3600)
     ) as blocks:
         head = gr.HTML()
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             # ---------------------------------------------------------------- Create
             with gr.Tab("Create", id="create"), gr.Row():
                 with gr.Column(scale=2):
@@ -174,8 +249,10 @@ def build_blocks(
                     with gr.Row():
                         reroll_button = gr.Button("Reroll (same seed)")
                         new_seed_button = gr.Button("New seed")
-                        # Issue 13's image actions (vary, upscale, zoom, pan) get their buttons
-                        # here, each calling a `Studio` method like `again`.
+                    create_panel = action_panel("create")
+                    # Inputs of the `image_action` endpoint for HTTP clients (not shown).
+                    action_code = gr.Textbox(visible=False)
+                    action_trigger = gr.Button(visible=False)
 
             async def follow(public_id: str) -> AsyncIterator[tuple[Any, ...]]:
                 async for update in studio.follow(public_id):
@@ -204,7 +281,7 @@ def build_blocks(
                     )
                     submission, notices = await studio.create(identity, form)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 for notice in notices:
                     gr.Info(notice)
                 async for outputs in follow(submission.row.public_id):
@@ -224,7 +301,7 @@ def build_blocks(
                 try:
                     submission = await studio.again(who(request), public_id, new_seed=new)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 async for outputs in follow(submission.row.public_id):
                     yield outputs
 
@@ -243,11 +320,129 @@ def build_blocks(
                 new_seed, [job_id], create_outputs, api_name="new_seed", concurrency_limit=None
             )
 
+            # The image actions: one endpoint for HTTP clients (`image_action`, `remix`), and
+            # the buttons of the Create and History tabs, all through `Studio.image_action`.
+
+            async def image_action(
+                public_id: str, code: str, image: str | None, request: gr.Request
+            ) -> AsyncIterator[tuple[Any, ...]]:
+                try:
+                    derived = await studio.image_action(
+                        who(request), public_id, code, _image_number(image)
+                    )
+                except Exception as exc:
+                    raise gradio_error(exc) from None
+                gr.Info(derived.describe())
+                async for outputs in follow(derived.row.public_id):
+                    yield outputs
+
+            action_trigger.click(
+                image_action,
+                [job_id, action_code, create_panel.pick],
+                create_outputs,
+                api_name="image_action",
+                concurrency_limit=None,
+            )
+
+            async def remix(
+                public_id: str,
+                image: str | None,
+                text: str,
+                strength: float | None,
+                start: str,
+                request: gr.Request,
+            ) -> AsyncIterator[tuple[Any, ...]]:
+                try:
+                    derived = await studio.remix(
+                        who(request),
+                        public_id,
+                        _image_number(image),
+                        prompt=text,
+                        strength=strength,
+                        from_scratch=start == REMIX_FROM_SCRATCH,
+                    )
+                except Exception as exc:
+                    raise gradio_error(exc) from None
+                gr.Info(derived.describe())
+                async for outputs in follow(derived.row.public_id):
+                    yield outputs
+
+            def on_click(
+                button: gr.Button,
+                fn: Callable[..., Any],
+                inputs: list[Any],
+                switch: bool,
+                api_name: str | bool = False,
+            ) -> None:
+                """`fn` streams into the Create tab's outputs; from History, show that tab."""
+                if switch:
+                    button.click(
+                        to_create, None, tabs, api_name=False, show_progress="hidden"
+                    ).then(fn, inputs, create_outputs, api_name=api_name, concurrency_limit=None)
+                else:
+                    button.click(
+                        fn, inputs, create_outputs, api_name=api_name, concurrency_limit=None
+                    )
+
+            def wire(panel: ActionPanel, source: gr.Textbox, switch: bool) -> None:
+                """The panel's buttons act on the job whose id is in `source`."""
+                for code, button in panel.buttons.items():
+
+                    async def run(
+                        public_id: str, image: str | None, request: gr.Request, code: str = code
+                    ) -> AsyncIterator[tuple[Any, ...]]:
+                        async for outputs in image_action(public_id, code, image, request):
+                            yield outputs
+
+                    on_click(button, run, [source, panel.pick], switch)
+                remix_inputs = [
+                    source,
+                    panel.pick,
+                    panel.remix_prompt,
+                    panel.remix_strength,
+                    panel.remix_start,
+                ]
+                on_click(
+                    panel.remix_button,
+                    remix,
+                    remix_inputs,
+                    switch,
+                    api_name=False if switch else "remix",
+                )
+
+            def to_create() -> Any:
+                return gr.Tabs(selected="create")
+
+            async def prepare_panel(public_id: str, request: gr.Request) -> tuple[Any, ...]:
+                """When a job is shown: its images to pick from, its prompt to remix."""
+                identity = resolve(request)
+                row = None
+                if identity is not None and public_id:
+                    with contextlib.suppress(Exception):
+                        row = await studio.job(identity, public_id)
+                choices, several = pick_choices(row)
+                prompt_text = row.prompt if row is not None else ""
+                return gr.Radio(choices=choices, value="1", visible=several), prompt_text
+
+            def picked(evt: gr.SelectData) -> Any:
+                index = evt.index if isinstance(evt.index, int) else 0
+                return gr.Radio(value=str(index + 1))
+
+            wire(create_panel, job_id, switch=False)
+            job_id.change(
+                prepare_panel,
+                [job_id],
+                [create_panel.pick, create_panel.remix_prompt],
+                api_name=False,
+                show_progress="hidden",
+            )
+            results.select(picked, None, [create_panel.pick], api_name=False)
+
             async def cancel(public_id: str, request: gr.Request) -> str:
                 try:
                     message = await studio.cancel(who(request), public_id)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 gr.Info(message)
                 return message
 
@@ -289,7 +484,7 @@ def build_blocks(
                         seed_to=_optional_int(seed_to_value, "End seed", 0, SEED_MAX),
                     )
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 for notice in notices:
                     gr.Info(notice)
                 async for update in studio.follow(submission.row.public_id):
@@ -339,6 +534,7 @@ def build_blocks(
                     h_reroll = gr.Button("Reroll (same seed)")
                     h_new = gr.Button("New seed")
                     h_delete = gr.Button("Delete job", variant="stop")
+                history_panel = action_panel("history")
                 gr.Markdown("---")
                 with gr.Row():
                     gr.HTML("<a href='export.zip' download>Export all my data (zip)</a>")
@@ -356,7 +552,7 @@ def build_blocks(
                         identity, page=max(0, int(page)), text=text or "", seed=wanted
                     )
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 items: list[tuple[str, str]] = []
                 ids: list[str] = []
                 for row in found.jobs:
@@ -404,9 +600,9 @@ def build_blocks(
                 try:
                     identity = who(request)
                     row = await studio.job(identity, public_id)
-                    ancestors, children = await studio.lineage(row)
+                    ancestors, children = await studio.lineage(identity, row)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 text = job_details(row)
                 if ancestors:
                     text += "\n\n**Made from** " + " → ".join(f"`{a.public_id}`" for a in ancestors)
@@ -436,7 +632,7 @@ def build_blocks(
                 try:
                     message = await studio.delete(who(request), public_id)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 return message, [], "", ""
 
             h_delete.click(
@@ -445,8 +641,17 @@ def build_blocks(
                 [history_note, job_images, job_links, open_id],
                 api_name="delete",
             )
-            h_reroll.click(reroll, [open_id], create_outputs, api_name=False)
-            h_new.click(new_seed, [open_id], create_outputs, api_name=False)
+            on_click(h_reroll, reroll, [open_id], switch=True)
+            on_click(h_new, new_seed, [open_id], switch=True)
+            wire(history_panel, open_id, switch=True)
+            open_id.change(
+                prepare_panel,
+                [open_id],
+                [history_panel.pick, history_panel.remix_prompt],
+                api_name=False,
+                show_progress="hidden",
+            )
+            job_images.select(picked, None, [history_panel.pick], api_name=False)
 
             async def forget(sure: bool, request: gr.Request) -> str:
                 if not sure:
@@ -454,7 +659,7 @@ def build_blocks(
                 try:
                     removal = await studio.forget(who(request))
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 return f"Deleted your data: {removal.jobs} job(s) and {removal.images} image(s)."
 
             forget_button.click(forget, [forget_sure], [history_note], api_name="forget_me")
@@ -486,7 +691,7 @@ def build_blocks(
                     devices = await studio.devices(identity)
                     entries, paused = studio.queue(identity)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 html_cards = "".join(device_card(card) for card in devices)
                 if paused:
                     html_cards = "<p><b>Paused</b>: no new jobs start.</p>" + html_cards
@@ -510,13 +715,13 @@ def build_blocks(
                 try:
                     return studio.set_paused(who(request), True)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
 
             async def resume(request: gr.Request) -> str:
                 try:
                     return studio.set_paused(who(request), False)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
 
             pause_button.click(pause, None, [admin_note], api_name="pause")
             resume_button.click(resume, None, [admin_note], api_name="resume")
@@ -525,7 +730,7 @@ def build_blocks(
                 try:
                     return await studio.admin_cancel(who(request), public_id)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
 
             admin_cancel_button.click(
                 admin_cancel, [admin_job], [admin_note], api_name="admin_cancel"
@@ -539,11 +744,11 @@ def build_blocks(
                 except ValueError:
                     raise gr.Error("User id must be a Discord user id (digits).") from None
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
                 try:
                     return await studio.set_banned(identity, user_id, banned)
                 except Exception as exc:
-                    raise _fail(exc) from None
+                    raise gradio_error(exc) from None
 
             async def ban(user_text: str, request: gr.Request) -> str:
                 return await set_ban(user_text, True, request)

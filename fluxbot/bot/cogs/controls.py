@@ -13,8 +13,9 @@ from typing import Any, Protocol, cast
 import discord
 from discord.ext import commands
 
+from fluxbot.app.derived_jobs import IMAGE_ACTIONS
 from fluxbot.bot.cogs.presenters import CANCEL, NEW_SEED, REROLL
-from fluxbot.core.edits import VARY_STRONG, VARY_SUBTLE, Operation
+from fluxbot.core.edits import Operation
 from fluxbot.store.models import JobRow
 
 JOB_ACTIONS_COG = "Imagine"
@@ -65,18 +66,17 @@ class JobButton(
             await cog.on_button(interaction, self.action, self.job_id)
 
 
-# code -> (label, emoji, operation, derive options)
+# Discord's face of each image action (fluxbot.app.derived_jobs.IMAGE_ACTIONS): code ->
+# (label, emoji, operation, derive options); the pans show only their arrow.
+PAN_EMOJI = {"pl": "⬅️", "pr": "➡️", "pu": "⬆️", "pd": "⬇️"}
 OPERATIONS: dict[str, tuple[str | None, str | None, Operation, dict[str, Any]]] = {
-    "vary1": ("Vary (Subtle)", None, Operation.VARY, {"strength": VARY_SUBTLE}),
-    "vary2": ("Vary (Strong)", None, Operation.VARY, {"strength": VARY_STRONG}),
-    "remix": ("Remix", "🖌️", Operation.REMIX, {}),
-    "up": ("Upscale ×2", None, Operation.UPSCALE, {}),
-    "z15": ("Zoom out ×1.5", None, Operation.ZOOM, {"zoom": 1.5}),
-    "z2": ("Zoom out ×2", None, Operation.ZOOM, {"zoom": 2.0}),
-    "pl": (None, "⬅️", Operation.PAN, {"pan": "left"}),
-    "pr": (None, "➡️", Operation.PAN, {"pan": "right"}),
-    "pu": (None, "⬆️", Operation.PAN, {"pan": "up"}),
-    "pd": (None, "⬇️", Operation.PAN, {"pan": "down"}),
+    code: (
+        None if code in PAN_EMOJI else action.label,
+        PAN_EMOJI.get(code, "🖌️" if code == "remix" else None),
+        action.operation,
+        dict(action.options),
+    )
+    for code, action in IMAGE_ACTIONS.items()
 }
 SINGLE_ROWS = (("vary1", "vary2", "remix", "up"), ("z15", "z2"), ("pl", "pr", "pu", "pd"))
 

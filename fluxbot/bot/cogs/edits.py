@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from fluxbot.app.admission import Admission, Refused
+from fluxbot.app.derived_jobs import DerivedJobs
 from fluxbot.app.permissions import can_reuse_job, require
 from fluxbot.bot.actors import actor_of, is_age_restricted, requester_of
 from fluxbot.bot.cogs.controls import OPERATIONS, ImageButton
 from fluxbot.bot.cogs.errors import send_error
 from fluxbot.bot.live import LiveJob
 from fluxbot.core.edits import REMIX_STRENGTH, Operation, check_strength
-from fluxbot.core.errors import NotAllowed, UserError
+from fluxbot.core.errors import UserError
 from fluxbot.core.requests import RequestError
 from fluxbot.store.jobs import Origin
 from fluxbot.store.models import JobRow
@@ -89,7 +89,7 @@ class ImageOps(commands.Cog):
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
-        self.admission = Admission(bot.store)
+        self.derived = DerivedJobs(bot.store, bot.service, bot.engine.deriver)
 
     async def _parent(self, job_id: str) -> JobRow:
         row = await self.bot.store.jobs.by_public_id(job_id)
@@ -161,38 +161,25 @@ class ImageOps(commands.Cog):
         index: int,
         **options: Any,
     ) -> str:
-        """Make and queue the job; returns what to tell the user."""
-        self._require_reuse(interaction, row)
-        who = requester_of(interaction)
-        try:
-            policy = await self.admission.check_requester(who)
-        except Refused as exc:
-            raise NotAllowed(str(exc)) from None
-        job = await self.bot.engine.deriver.from_job(
-            row,
-            interaction.user.id,
-            operation,
-            index=index,
-            admin=True,  # checked by the permission model in _require_reuse
-            strict=not is_age_restricted(interaction.channel),
-            **options,
-        )
+        """Make and queue the job (fluxbot.app.derived_jobs: the permission model, the server's
+        policy, lineage and privacy); returns what to tell the user."""
         origin = Origin(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             interaction_id=interaction.id,
             application_id=interaction.application_id,
         )
-        # An image job counts against the server's cooldown and quota as /imagine does.
-        claim = await self.admission.claim(who, policy, actor_of(interaction))
-        try:
-            submission = await self.bot.service.submit_image_job(
-                interaction.user.id, job, origin=origin, want_preview=True
-            )
-        except BaseException:
-            await self.admission.release(claim)
-            raise
-        child = submission.row
+        derived = await self.derived.edit(
+            actor_of(interaction),
+            requester_of(interaction),
+            row,
+            operation,
+            index=index,
+            origin=origin,
+            want_preview=True,
+            **options,
+        )
+        child = derived.row
         live = LiveJob(child.public_id, private=child.private)
         message = interaction.message
         if child.private:
@@ -202,15 +189,8 @@ class ImageOps(commands.Cog):
         elif message is not None and row.result_message_id == message.id:
             channel = self.bot.get_partial_messageable(message.channel.id, guild_id=row.guild_id)
             live.reply_to = channel.get_partial_message(message.id)
-        self.bot.poster.follow(submission.handle, live)
-        assert job.request.edit is not None
-        place = submission.place
-        where = f", position {place.position}" if place else ""
-        note = claim.quota_note()
-        return (
-            f"{job.request.edit.describe().capitalize()} of `{row.public_id}`: "
-            f"job `{child.public_id}` (seed {job.request.seed}{where})."
-        ) + (f"\nℹ️ {note}" if note else "")
+        self.bot.poster.follow(derived.submission.handle, live)
+        return derived.describe()
 
 
 async def setup(bot: FluxBot) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,11 +11,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from fluxbot.app.admission import Admission, Refused, Requester
+from fluxbot.app.derived_jobs import DerivedJobs
 from fluxbot.app.permissions import (
     Actor,
     PermissionDenied,
     can_cancel_job,
-    can_reuse_job,
     require,
 )
 from fluxbot.app.uploads import Upload, check_declared_size, check_upload
@@ -61,6 +60,7 @@ class Imagine(commands.Cog):
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
         self.admission = Admission(bot.store)
+        self.derived = DerivedJobs(bot.store, bot.service, bot.engine.deriver)
         self._redelivery: asyncio.Task[int] | None = None
 
     @commands.Cog.listener()
@@ -368,42 +368,20 @@ class Imagine(commands.Cog):
         if action == "cancel":
             require(can_cancel_job(actor, row))
             return await self._cancel_or_delete(row, message)
-        require(can_reuse_job(actor, row, age_restricted_channel=who.age_restricted_channel))
-        try:
-            policy = await self.admission.check_requester(who)
-        except Refused as exc:
-            raise NotAllowed(str(exc)) from None
-        request = GenerationRequest.from_params(row.params)
-        if action == "reroll":
-            kind = JobKind.REROLL
-        else:
-            kind = JobKind.VARIATION
-            request = replace(request, seed=random_seed())
-        self.admission.check_request(policy, {"count": request.count, "steps": request.steps})
-        origin = Origin(
-            guild_id=row.guild_id,
-            channel_id=row.channel_id,
-            private=row.private,
-            age_restricted=row.age_restricted,
+        # The rules (visibility, policy, quota, privacy) live in fluxbot.app.derived_jobs.
+        origin = Origin(guild_id=row.guild_id, channel_id=row.channel_id)
+        derived = await self.derived.again(
+            actor, who, row, new_seed=action != "reroll", origin=origin
         )
-        submission, claim = await self._submit(
-            actor, who, policy, request, kind, origin, parent_id=row.id
-        )
-        child = submission.row.public_id
-        live = LiveJob(child, private=row.private)
-        if row.private:
+        live = LiveJob(derived.row.public_id, private=derived.row.private)
+        if derived.row.private:
             # A private job's children go back privately: the button's own followup (or a DM).
             live.interaction = interaction
         elif message is not None and row.result_message_id == message.id:
             channel = self.bot.get_partial_messageable(message.channel.id, guild_id=row.guild_id)
             live.reply_to = channel.get_partial_message(message.id)
-        self.bot.poster.follow(submission.handle, live)
-        place = submission.place
-        verb = "Rerolling with the same seed" if kind is JobKind.REROLL else "New seed"
-        where = f", position {place.position}" if place else ""
-        text = f"{verb}: job `{child}` (seed {request.seed}{where})."
-        note = claim.quota_note()
-        return f"{text}\nℹ️ {note}" if note else text
+        self.bot.poster.follow(derived.submission.handle, live)
+        return derived.describe()
 
     async def _cancel_or_delete(
         self,

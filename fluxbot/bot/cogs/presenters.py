@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import discord
 
 from fluxbot.app.image_routing import Route, route_image
+from fluxbot.core.edits import ImageEdit
 from fluxbot.core.requests import GenerationRequest
 from fluxbot.engine.encoding import EncodedImage, fit_upload
 from fluxbot.serving.events import PositionEvent, ProgressEvent, StartedEvent
@@ -47,17 +48,7 @@ def status_text(public_id: str, event: PositionEvent | StartedEvent | ProgressEv
 def lineage(row: JobRow) -> str | None:
     """Where a job's image came from, for people: "vary (strength 0.35) of `abc123`"."""
     edit = (row.params or {}).get("edit")
-    if not edit:
-        return None
-    from fluxbot.core.edits import ImageEdit, Operation
-
-    described = ImageEdit.from_params(edit).describe()
-    if edit.get("parent"):
-        image = f" image {edit['parent_index'] + 1}" if edit.get("parent_index") else ""
-        return f"{described} of `{edit['parent']}`{image}"
-    if edit.get("operation") == Operation.IMAGE:
-        return f"{described} from an uploaded image"
-    return described
+    return ImageEdit.from_params(edit).lineage() if edit else None
 
 
 def result_embed(
