@@ -75,3 +75,39 @@ def test_create_an_image_and_find_it_in_the_history(studios: Studios, page: Any)
     sync_api.expect(history.locator("img").first).to_be_visible()
     history.get_by_text(job_id).first.click()
     sync_api.expect(page.locator("#job-view")).to_contain_text("small red boat")
+
+
+def test_image_actions_from_create_and_from_a_job_opened_in_the_history(
+    studios: Studios, page: Any
+) -> None:
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    page.goto(studios.local_url + "/")
+    page.locator("#prompt textarea").fill("a kite over the dunes --steps 1")
+    page.locator("button#create").click()
+    status = page.locator("#status")
+    sync_api.expect(status).to_contain_text("Done:", timeout=STEP_TIMEOUT_MS)
+    parent = re.search(r"Done: (\w+)", status.inner_text()).group(1)  # type: ignore[union-attr]
+
+    page.locator("button#create-vary1").click()
+    details = page.locator("#details")
+    sync_api.expect(details).to_contain_text(
+        f"vary (strength 0.35) of {parent}", timeout=STEP_TIMEOUT_MS
+    )
+    sync_api.expect(status).to_contain_text("Done:")
+    varied = re.search(r"Done: (\w+)", status.inner_text()).group(1)  # type: ignore[union-attr]
+    assert varied != parent
+
+    page.get_by_role("tab", name="History").click()
+    page.locator("#open-id input, #open-id textarea").first.fill(parent)
+    page.get_by_role("button", name="Open").click()
+    sync_api.expect(page.locator("#job-view")).to_contain_text(
+        "kite over the dunes", timeout=STEP_TIMEOUT_MS
+    )
+    page.locator("button#history-z2").click()  # the result shows on the Create tab
+    sync_api.expect(details).to_contain_text(f"zoom out ×2 of {parent}", timeout=STEP_TIMEOUT_MS)
+    sync_api.expect(status).to_contain_text("Done:")
+    zoomed = re.search(r"Done: (\w+)", status.inner_text()).group(1)  # type: ignore[union-attr]
+    row = studios.call(studios.store.jobs.by_public_id(zoomed))
+    assert row is not None and row.operation == "zoom" and row.parent_id is not None
+    parent_row = studios.call(studios.store.jobs.by_public_id(parent))
+    assert row.parent_id == parent_row.id

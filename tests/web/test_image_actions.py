@@ -137,8 +137,11 @@ def test_bad_action_input_gets_the_shared_message_and_makes_no_job(
         client.predict(parent.public_id, "vary1", "4", api_name="/image_action")
     with pytest.raises(Exception, match=r"action .*spin.* is not allowed"):
         client.predict(parent.public_id, "spin", "1", api_name="/image_action")
-    with pytest.raises(Exception, match="strength"):
+    # The strength slider's range is checked before the studio's own check_strength.
+    with pytest.raises(Exception, match=r"maximum value 1\.0"):
         client.predict(parent.public_id, "1", "a cat", 2.0, "the image", api_name="/remix")
+    with pytest.raises(Exception, match="image 3 is not allowed: 1 to 2"):
+        client.predict(parent.public_id, "3", "a cat", 0.5, "the image", api_name="/remix")
     assert len(_children(studios, parent)) == before
 
 

@@ -66,20 +66,32 @@ def test_a_member_creates_as_their_discord_id_and_is_refused_admin(
         assert status == f"Done: `{job_id}`" and len(gallery) == 1
         row = studios.call(studios.store.jobs.by_public_id(job_id))
         assert row.user_id == studios.discord.alice.id
-        for endpoint in ("/admin_status", "/pause"):
-            with pytest.raises(Exception, match="for the bot's admins"):
+        # The permission model (fluxbot/app/permissions.py): the whole bot is its owners'.
+        for endpoint in ("/admin_status", "/pause", "/resume"):
+            with pytest.raises(Exception, match="Only the bot's owners can do that"):
                 client.predict(api_name=endpoint)
-        with pytest.raises(Exception, match="for the bot's admins"):
-            client.predict(str(studios.discord.bob.id), api_name="/ban")
+        for endpoint in ("/ban", "/unban"):
+            with pytest.raises(Exception, match="Only the bot's owners can do that"):
+                client.predict(str(studios.discord.bob.id), api_name=endpoint)
+        with pytest.raises(Exception, match="Only the bot's owners can do that"):
+            client.predict(job_id, api_name="/admin_cancel")
         assert not studios.engine.scheduler.paused
         assert not studios.call(studios.store.bans.is_banned(studios.discord.bob.id, None))
-        # The local owner's jobs are not hers to open.
-        owner_jobs = studios.call(studios.store.jobs.for_user(0)).jobs
-        if owner_jobs:
-            with pytest.raises(Exception, match="of yours"):
-                client.predict(owner_jobs[0].public_id, api_name="/open_job")
     finally:
         client.close()
+
+
+def test_the_application_owner_is_a_bot_owner_here_too(studios: Studios) -> None:
+    """Bot owners are FLUXBOT_ADMIN_IDS and the application's owner (Discord's application
+    info), as in the bot's permission model."""
+    browser = log_in(studios, studios.discord.owner)
+    client = studio_client(studios, browser)
+    try:
+        cards, _queue = client.predict(api_name="/admin_status")
+        assert "cpu" in cards
+    finally:
+        client.close()
+        browser.close()
 
 
 def test_an_admin_id_gets_the_admin_page(studios: Studios) -> None:
