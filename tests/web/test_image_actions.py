@@ -209,3 +209,15 @@ def test_anyone_may_act_on_a_public_job_and_the_child_is_theirs(
     with pytest.raises(Exception, match="Only the person who asked for this image"):
         alice.predict(child_id, api_name="/delete")
     assert _row(studios, child_id).status is JobStatus.DONE
+
+
+def test_a_reroll_of_a_variation_gives_the_same_pixels(
+    studios: Studios, client: Client, parent: JobRow
+) -> None:
+    """A job made from an image runs again from that image (its bytes come from the store)."""
+    *_, varied_id = client.predict(parent.public_id, "vary1", "1", api_name="/image_action")
+    status, *_, again_id = client.predict(varied_id, api_name="/reroll")
+    assert status == f"Done: `{again_id}`"
+    varied, again = _row(studios, varied_id), _row(studios, again_id)
+    assert (again.parent_id, again.kind, again.operation) == (varied.id, JobKind.REROLL, "vary")
+    assert [i.sha256 for i in again.images] == [i.sha256 for i in varied.images]
