@@ -16,8 +16,8 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import discord
 import yarl
@@ -54,6 +54,7 @@ EXTENSIONS = (
 )
 COMMANDS_HASH_FILE = "commands.sha256"
 RETENTION_INTERVAL_S = 3600.0
+STOP_TASKS_S = 10.0  # how long close() waits for its cancelled tasks to end
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -117,7 +118,7 @@ class FluxBot(commands.Bot):
         engine.service.on_finished(self.poster.post)
         self.nvml = NvmlMonitor()
         self.recovered_failures: list[JobRow] = []
-        self._background: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[Any]] = []
         self._closing_started = False
 
     @property
@@ -160,8 +161,15 @@ class FluxBot(commands.Bot):
         await self.sync_commands(force=False)
         retention = RetentionPolicy.from_settings(self.settings)
         if retention.enabled:
-            self._background.append(asyncio.create_task(self._prune_forever(retention)))
-        self._background.append(asyncio.create_task(self._heartbeat_forever()))
+            self.spawn(self._prune_forever(retention), "retention")
+        self.spawn(self._heartbeat_forever(), "heartbeat")
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `work` beside the bot; `close()` cancels it and waits for it to end before the
+        store closes (a task cut off inside a database call must not outlive the connection)."""
+        task = asyncio.create_task(work, name=name)
+        self._background.append(task)
+        return task
 
     def heartbeat(self) -> Heartbeat:
         """What `fluxbot health` reads: connection, servers, workers ready."""
@@ -265,8 +273,13 @@ class FluxBot(commands.Bot):
                 log.info("%d job(s) stay queued for the next start", handed_back)
         except Exception:
             log.exception("error while draining the queue")
-        for task in [*self.live.trackers(), *self._background]:
+        stopping = [*self.live.trackers(), *self._background]
+        for task in stopping:
             task.cancel()
+        if stopping:
+            # Ended before the store closes: a task cancelled inside a database call must not
+            # be left waiting on a connection the store has already disposed of.
+            await asyncio.wait(stopping, timeout=STOP_TASKS_S)
         await super().close()
         with contextlib.suppress(OSError):  # `fluxbot health` now says "not connected"
             write_heartbeat(self.settings.data_dir, self.heartbeat())

@@ -67,11 +67,7 @@ class Imagine(commands.Cog):
     async def on_ready(self) -> None:
         """Once connected: post what an earlier run finished but could not deliver."""
         if self._redelivery is None:
-            self._redelivery = asyncio.create_task(self.bot.poster.redeliver(), name="redeliver")
-
-    async def cog_unload(self) -> None:
-        if self._redelivery is not None:
-            self._redelivery.cancel()
+            self._redelivery = self.bot.spawn(self.bot.poster.redeliver(), "redeliver")
 
     # -- slash commands ---------------------------------------------------------------------
 
