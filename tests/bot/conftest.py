@@ -223,7 +223,7 @@ async def answer(
     server: FakeDiscord, user: FakeUser, name: str, options: dict[str, Any] | None = None, **kw: Any
 ) -> Any:
     """Run a command and wait for its (last) visible answer; returns the interaction record."""
-    record = await server.slash(user, name, options or {}, strict=False, **kw)
+    record = await server.slash(user, name, options or {}, **kw)
     await record.wait_response(within_s=3.0)
     await wait_for(
         lambda: record.messages and not record.messages[-1].loading,

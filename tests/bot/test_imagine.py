@@ -129,9 +129,7 @@ async def test_cancel_a_queued_job(harness: BotHarness) -> None:
 async def test_bad_options_get_an_ephemeral_error_and_queue_nothing(harness: BotHarness) -> None:
     bot = await harness.start()
     server = harness.server
-    record = await server.slash(
-        server.alice, "imagine", {"prompt": "a cat --seed -5"}, strict=False
-    )
+    record = await server.slash(server.alice, "imagine", {"prompt": "a cat --seed -5"})
     answer = await said(record)
     text = answer.content
     assert "seed" in text and "4294967295" in text and answer.ephemeral

@@ -31,7 +31,7 @@ async def test_gpu_for_managers_only(harness: BotHarness) -> None:
     fields = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
     assert {"VRAM", "Utilisation", "Queue depth", "Images done", "Mean s/image"} <= set(fields)
     assert fields["Profile (memory/speed)"] == "full/eager"
-    refused = await server.slash(server.alice, "gpu", strict=False)
+    refused = await server.slash(server.alice, "gpu")
     await wait_for(lambda: refused.messages, what="the refusal")
     assert refused.ephemeral and "managers" in refused.messages[-1].content
     assert not refused.messages[-1].embeds
@@ -48,7 +48,7 @@ async def test_admin_listed_by_id_can_pause_and_resume(harness: BotHarness) -> N
     queue = await server.slash(server.alice, "queue")
     await wait_for(lambda: queue.messages)
     assert "paused" in queue.messages[-1].content
-    record = await server.slash(server.bob, "admin resume", strict=False)
+    record = await server.slash(server.bob, "admin resume")
     await wait_for(lambda: record.messages)
     assert bot.engine.scheduler.paused, "a non-admin must not resume"
     await server.slash(server.alice, "admin resume")

@@ -22,16 +22,13 @@ class DiscordError(Exception):
         self.status = status
         self.code = code
         self.message = message
-        self.errors = errors
         self.headers = headers or {}
         self.extra = extra or {}
+        if errors is not None:
+            self.extra["errors"] = errors
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message, "code": self.code}
-        if self.errors is not None:
-            body["errors"] = self.errors
-        body.update(self.extra)
-        return body
+        return {"message": self.message, "code": self.code, **self.extra}
 
 
 def field_error(path: str, code: str, message: str) -> dict[str, Any]:
@@ -44,18 +41,18 @@ def field_error(path: str, code: str, message: str) -> dict[str, Any]:
 
 def merge_errors(target: dict[str, Any], extra: dict[str, Any]) -> None:
     for key, value in extra.items():
-        if key in target and isinstance(target[key], dict) and isinstance(value, dict):
-            if key == "_errors":
-                continue
-            merge_errors(target[key], value)
-        elif key == "_errors" and key in target:
-            target[key].extend(value)
+        if key == "_errors":
+            target.setdefault(key, []).extend(value)
         else:
-            target[key] = value
+            merge_errors(target.setdefault(key, {}), value)
 
 
 def invalid_form_body(errors: dict[str, Any]) -> DiscordError:
     return DiscordError(400, 50035, "Invalid Form Body", errors=errors)
+
+
+def invalid_json() -> DiscordError:
+    return DiscordError(400, 50109, "The request body contains invalid JSON.")
 
 
 def unauthorized() -> DiscordError:
@@ -74,20 +71,8 @@ def unknown_channel() -> DiscordError:
     return DiscordError(404, 10003, "Unknown Channel")
 
 
-def unknown_guild() -> DiscordError:
-    return DiscordError(404, 10004, "Unknown Guild")
-
-
-def unknown_member() -> DiscordError:
-    return DiscordError(404, 10007, "Unknown Member")
-
-
 def unknown_message() -> DiscordError:
     return DiscordError(404, 10008, "Unknown Message")
-
-
-def unknown_user() -> DiscordError:
-    return DiscordError(404, 10013, "Unknown User")
 
 
 def unknown_emoji() -> DiscordError:
@@ -100,10 +85,6 @@ def unknown_webhook() -> DiscordError:
 
 def unknown_application() -> DiscordError:
     return DiscordError(404, 10002, "Unknown Application")
-
-
-def unknown_command() -> DiscordError:
-    return DiscordError(404, 10063, "Unknown application command")
 
 
 def unknown_interaction() -> DiscordError:
@@ -122,10 +103,6 @@ def missing_access() -> DiscordError:
     return DiscordError(403, 50001, "Missing Access")
 
 
-def cannot_edit_others() -> DiscordError:
-    return DiscordError(403, 50005, "Cannot edit a message authored by another user")
-
-
 def empty_message() -> DiscordError:
     return DiscordError(400, 50006, "Cannot send an empty message")
 
@@ -142,16 +119,16 @@ def max_reactions() -> DiscordError:
     return DiscordError(400, 30010, "Maximum number of reactions reached (20)")
 
 
-def rate_limited(retry_after: float, *, is_global: bool = False) -> DiscordError:
+def rate_limited(retry_after: float) -> DiscordError:
     return DiscordError(
         429,
         0,
         "You are being rate limited.",
         headers={
             "Retry-After": str(max(1, round(retry_after))),
-            "X-RateLimit-Scope": "global" if is_global else "user",
+            "X-RateLimit-Scope": "user",
             # discord.py treats a 429 without `Via` as a Cloudflare ban and gives up.
             "Via": "1.1 google",
         },
-        extra={"retry_after": retry_after, "global": is_global},
+        extra={"retry_after": retry_after, "global": False},
     )

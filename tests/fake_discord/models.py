@@ -13,13 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 CHANNEL_TEXT = 0
-CHANNEL_DM = 1
 
 MESSAGE_FLAG_SUPPRESS_EMBEDS = 1 << 2
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
 MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
-MESSAGE_FLAG_COMPONENTS_V2 = 1 << 15
 
 MESSAGE_DEFAULT = 0
 MESSAGE_REPLY = 19
@@ -40,28 +38,17 @@ class FakeUser:
 
     id: int
     username: str
-    global_name: str | None = None
     bot: bool = False
     locale: str = "en-US"
-
-    @property
-    def mention(self) -> str:
-        return f"<@{self.id}>"
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": str(self.id),
             "username": self.username,
             "discriminator": "0",
-            "global_name": self.global_name,
+            "global_name": None,
             "avatar": None,
-            "avatar_decoration_data": None,
-            "banner": None,
-            "accent_color": None,
             "public_flags": 0,
-            "flags": 0,
-            "primary_guild": None,
-            "collectibles": None,
         }
         if self.bot:
             data["bot"] = True
@@ -69,14 +56,7 @@ class FakeUser:
 
     def me_payload(self) -> dict[str, Any]:
         """The `GET /users/@me` shape, which adds account details to the public user."""
-        return {
-            **self.payload(),
-            "verified": True,
-            "mfa_enabled": False,
-            "locale": self.locale,
-            "email": None,
-            "premium_type": 0,
-        }
+        return {**self.payload(), "verified": True, "mfa_enabled": False, "locale": self.locale}
 
 
 @dataclass(eq=False)
@@ -88,19 +68,12 @@ class FakeRole:
     managed: bool = False
     bot_id: int | None = None
 
-    @property
-    def mention(self) -> str:
-        return f"<@&{self.id}>"
-
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": str(self.id),
             "name": self.name,
             "color": 0,
-            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
             "hoist": False,
-            "icon": None,
-            "unicode_emoji": None,
             "position": self.position,
             "permissions": str(self.permissions),
             "managed": self.managed,
@@ -112,45 +85,20 @@ class FakeRole:
         return data
 
 
-@dataclass
-class Overwrite:
-    """A channel permission overwrite for a role (type 0) or a member (type 1)."""
-
-    target_id: int
-    type: int
-    allow: int = 0
-    deny: int = 0
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "id": str(self.target_id),
-            "type": self.type,
-            "allow": str(self.allow),
-            "deny": str(self.deny),
-        }
-
-
 @dataclass(eq=False)
 class FakeMember:
     user: FakeUser
     role_ids: list[int]
     joined_at: datetime = field(default_factory=utcnow)
-    nick: str | None = None
 
     def payload(self, *, permissions: int | None = None, with_user: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "nick": self.nick,
-            "avatar": None,
-            "banner": None,
+            "nick": None,
             "roles": [str(r) for r in self.role_ids],
             "joined_at": iso(self.joined_at),
-            "premium_since": None,
             "deaf": False,
             "mute": False,
             "flags": 0,
-            "pending": False,
-            "communication_disabled_until": None,
-            "avatar_decoration_data": None,
         }
         if with_user:
             data["user"] = self.user.payload()
@@ -161,52 +109,31 @@ class FakeMember:
 
 @dataclass(eq=False)
 class FakeChannel:
-    """A guild text channel (type 0) or a DM (type 1, with `recipients`)."""
+    """A guild text channel."""
 
     id: int
     name: str
-    type: int = CHANNEL_TEXT
-    guild_id: int | None = None
+    guild_id: int
     position: int = 0
     nsfw: bool = False
-    topic: str | None = None
-    overwrites: list[Overwrite] = field(default_factory=list)
-    recipients: list[FakeUser] = field(default_factory=list)
+    type: int = CHANNEL_TEXT
     last_message_id: int | None = None
 
-    @property
-    def is_dm(self) -> bool:
-        return self.type == CHANNEL_DM
-
-    @property
-    def mention(self) -> str:
-        return f"<#{self.id}>"
-
     def payload(self, *, permissions: int | None = None) -> dict[str, Any]:
-        last = str(self.last_message_id) if self.last_message_id else None
-        if self.is_dm:
-            data: dict[str, Any] = {
-                "id": str(self.id),
-                "type": CHANNEL_DM,
-                "last_message_id": last,
-                "flags": 0,
-                "recipients": [u.payload() for u in self.recipients],
-            }
-        else:
-            data = {
-                "id": str(self.id),
-                "type": self.type,
-                "guild_id": str(self.guild_id),
-                "name": self.name,
-                "position": self.position,
-                "permission_overwrites": [o.payload() for o in self.overwrites],
-                "nsfw": self.nsfw,
-                "topic": self.topic,
-                "last_message_id": last,
-                "rate_limit_per_user": 0,
-                "parent_id": None,
-                "flags": 0,
-            }
+        data: dict[str, Any] = {
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "position": self.position,
+            "permission_overwrites": [],
+            "nsfw": self.nsfw,
+            "topic": None,
+            "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+            "rate_limit_per_user": 0,
+            "parent_id": None,
+            "flags": 0,
+        }
         if permissions is not None:
             data["permissions"] = str(permissions)
         return data
@@ -223,18 +150,12 @@ class FakeGuild:
     locale: str = "en-US"
 
     def payload(self) -> dict[str, Any]:
-        """The full GUILD_CREATE object (also served by `GET /guilds/{id}`, minus the lists)."""
-        system_channel = next(iter(self.channels.values()), None)
+        """The GUILD_CREATE object."""
         return {
             "id": str(self.id),
             "name": self.name,
             "icon": None,
-            "splash": None,
-            "discovery_splash": None,
-            "banner": None,
-            "description": None,
             "owner_id": str(self.owner_id),
-            "afk_channel_id": None,
             "afk_timeout": 300,
             "verification_level": 0,
             "default_message_notifications": 0,
@@ -242,19 +163,9 @@ class FakeGuild:
             "mfa_level": 0,
             "nsfw_level": 0,
             "premium_tier": 0,
-            "premium_subscription_count": 0,
-            "premium_progress_bar_enabled": False,
             "preferred_locale": self.locale,
             "features": [],
-            "system_channel_id": str(system_channel.id) if system_channel else None,
             "system_channel_flags": 0,
-            "rules_channel_id": None,
-            "public_updates_channel_id": None,
-            "safety_alerts_channel_id": None,
-            "vanity_url_code": None,
-            "max_members": 500000,
-            "max_video_channel_users": 25,
-            "application_id": None,
             "roles": [r.payload() for r in self.roles.values()],
             "emojis": [],
             "stickers": [],
@@ -267,9 +178,6 @@ class FakeGuild:
             "threads": [],
             "presences": [],
             "voice_states": [],
-            "stage_instances": [],
-            "guild_scheduled_events": [],
-            "soundboard_sounds": [],
         }
 
 
@@ -284,12 +192,6 @@ def sniff_image_size(data: bytes) -> tuple[int | None, int | None]:
         return None, None
 
 
-def guess_content_type(filename: str) -> str:
-    """Discord infers the type from the name; discord.py always uploads octet-stream."""
-    guessed, _ = mimetypes.guess_type(filename)
-    return guessed or "application/octet-stream"
-
-
 @dataclass(eq=False)
 class StoredAttachment:
     """An uploaded file: the bytes as received, plus the metadata Discord reports."""
@@ -297,37 +199,30 @@ class StoredAttachment:
     id: int
     filename: str
     data: bytes
-    content_type: str
     url: str
-    description: str | None = None
     ephemeral: bool = False
-    width: int | None = None
-    height: int | None = None
+    width: int | None = field(init=False, default=None)
+    height: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.width, self.height = sniff_image_size(self.data)
 
     @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def image(self) -> Any:
-        """Decode the bytes with Pillow (a `PIL.Image.Image`), for asserting on pixels."""
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(self.data))
-        image.load()
-        return image
+    def content_type(self) -> str:
+        """Discord infers the type from the name; discord.py always uploads octet-stream."""
+        guessed, _ = mimetypes.guess_type(self.filename)
+        return guessed or "application/octet-stream"
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": str(self.id),
             "filename": self.filename,
-            "size": self.size,
+            "size": len(self.data),
             "url": self.url,
             "proxy_url": self.url,
             "content_type": self.content_type,
             "flags": 0,
         }
-        if self.description is not None:
-            data["description"] = self.description
         if self.width is not None and self.height is not None:
             data["width"] = self.width
             data["height"] = self.height
@@ -336,19 +231,13 @@ class StoredAttachment:
         return data
 
 
-@dataclass
-class ReactionState:
-    emoji: dict[str, Any]
-    user_ids: list[int] = field(default_factory=list)
-
-
 @dataclass(eq=False)
 class StoredMessage:
     """A message as the fake stores it; `revisions` keeps every payload that changed it."""
 
     id: int
     channel_id: int
-    guild_id: int | None
+    guild_id: int
     author: FakeUser
     content: str = ""
     embeds: list[dict[str, Any]] = field(default_factory=list)
@@ -356,21 +245,14 @@ class StoredMessage:
     attachments: list[StoredAttachment] = field(default_factory=list)
     flags: int = 0
     type: int = MESSAGE_DEFAULT
-    tts: bool = False
     message_reference: dict[str, Any] | None = None
-    allowed_mentions: dict[str, Any] | None = None
-    mention_ids: list[int] = field(default_factory=list)
-    mention_role_ids: list[int] = field(default_factory=list)
-    mention_everyone: bool = False
     webhook_id: int | None = None
-    application_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
-    interaction: dict[str, Any] | None = None
     nonce: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     edited_at: datetime | None = None
     deleted: bool = False
-    reactions: dict[str, ReactionState] = field(default_factory=dict)
+    reactions: dict[str, list[int]] = field(default_factory=dict)  # emoji -> user ids
     revisions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -388,35 +270,16 @@ class StoredMessage:
         meta = self.interaction_metadata
         return int(meta["id"]) if meta else None
 
-    @property
-    def edit_count(self) -> int:
-        return max(0, len(self.revisions) - 1)
-
-    def reaction_users(self, emoji: str) -> list[int]:
-        state = self.reactions.get(emoji)
-        return list(state.user_ids) if state else []
-
     def custom_ids(self) -> list[str]:
         """Every component custom_id on the message, in display order."""
-        return [c["custom_id"] for c in walk_components(self.components) if "custom_id" in c]
+        return [c["custom_id"] for c in leaf_components(self.components) if "custom_id" in c]
 
     def find_component(self, custom_id: str) -> dict[str, Any] | None:
-        for component in walk_components(self.components):
-            if component.get("custom_id") == custom_id:
-                return component
-        return None
+        return next(
+            (c for c in leaf_components(self.components) if c.get("custom_id") == custom_id), None
+        )
 
 
-def walk_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten action rows, containers, sections and labels into their leaf components."""
-    found: list[dict[str, Any]] = []
-    for component in components:
-        found.append(component)
-        children = component.get("components")
-        if isinstance(children, list):
-            found.extend(walk_components(children))
-        for key in ("accessory", "component"):
-            child = component.get(key)
-            if isinstance(child, dict):
-                found.extend(walk_components([child]))
-    return found
+def leaf_components(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The buttons and text inputs inside a list of action rows."""
+    return [child for row in rows for child in row.get("components") or []]

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from .errors import DiscordError, entity_too_large
+from .errors import entity_too_large, invalid_json
 
 FILE_FIELD = re.compile(r"^files\[(\d+)\]$")
 CHUNK = 64 * 1024
@@ -21,77 +21,51 @@ CHUNK = 64 * 1024
 
 @dataclass
 class UploadedFile:
-    index: int
     filename: str
     data: bytes
-    declared_content_type: str | None
 
 
 @dataclass
 class ParsedBody:
     payload: dict[str, Any]
     files: dict[int, UploadedFile] = field(default_factory=dict)
-    multipart: bool = False
-    oversized: list[str] = field(default_factory=list)
 
 
-def invalid_json() -> DiscordError:
-    return DiscordError(400, 50109, "The request body contains invalid JSON.")
-
-
-def _loads(raw: bytes | str) -> dict[str, Any]:
+def loads(raw: bytes | str) -> Any:
+    """JSON, or Discord's 50109 answer."""
     try:
-        value = json.loads(raw)
+        return json.loads(raw) if raw.strip() else None
     except ValueError as exc:
         raise invalid_json() from exc
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise invalid_json()
-    return value
 
 
 async def parse_body(request: web.Request, *, file_size_limit: int) -> ParsedBody:
     """Parse a JSON or multipart body; raise 413/40005 if any file is over `file_size_limit`."""
-    if request.content_type.startswith("multipart/"):
-        parsed = await _parse_multipart(request, file_size_limit)
-        if parsed.oversized:
-            raise entity_too_large()
-        return parsed
-    raw = await request.read()
-    if not raw.strip():
-        return ParsedBody(payload={})
-    return ParsedBody(payload=_loads(raw))
-
-
-async def _parse_multipart(request: web.Request, limit: int) -> ParsedBody:
+    if not request.content_type.startswith("multipart/"):
+        payload = loads(await request.read())
+        if payload is not None and not isinstance(payload, dict):
+            raise invalid_json()
+        return ParsedBody(payload or {})
+    parsed = ParsedBody({})
+    oversized = False
     reader = await request.multipart()
-    parsed = ParsedBody(payload={}, multipart=True)
-    next_index = 0
-    while True:
-        part = await reader.next()
-        if part is None:
-            break
-        if not isinstance(part, BodyPartReader):
+    while (part := await reader.next()) is not None:
+        assert isinstance(part, BodyPartReader), "discord.py does not nest multiparts"
+        if part.name == "payload_json":
+            parsed.payload = loads(await part.read(decode=True)) or {}
+            continue
+        match = FILE_FIELD.match(part.name or "")
+        if match is None:
             await part.release()
             continue
-        name = part.name or ""
-        if name == "payload_json":
-            parsed.payload = _loads(await part.read(decode=True))
-            continue
-        match = FILE_FIELD.match(name)
-        if match is None and not part.filename:
-            await part.release()
-            continue
-        index = int(match.group(1)) if match else next_index
-        next_index = max(next_index, index + 1)
-        data = await _read_capped(part, limit)
-        filename = part.filename or f"file{index}"
+        data = await _read_capped(part, file_size_limit)
         if data is None:
-            parsed.oversized.append(filename)
+            oversized = True
             continue
-        declared = part.headers.get("Content-Type")
-        parsed.files[index] = UploadedFile(index, filename, data, declared)
+        index = int(match.group(1))
+        parsed.files[index] = UploadedFile(part.filename or f"file{index}", data)
+    if oversized:
+        raise entity_too_large()
     return parsed
 
 
@@ -99,15 +73,8 @@ async def _read_capped(part: BodyPartReader, limit: int) -> bytes | None:
     """The part's bytes, or None when it exceeds `limit` (the rest is drained, not kept)."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await part.read_chunk(CHUNK)
-        if not chunk:
-            break
+    while chunk := await part.read_chunk(CHUNK):
         size += len(chunk)
         if size <= limit:
             chunks.append(chunk)
-        else:
-            chunks.clear()
-    if size > limit:
-        return None
-    return b"".join(chunks)
+    return b"".join(chunks) if size <= limit else None

@@ -38,30 +38,30 @@ class FakeOAuth:
         self.client_secret = client_secret
         self._codes: dict[str, _Grant] = {}
         self._tokens: dict[str, FakeUser] = {}
-        self.exchanges = 0
 
     def authorize(self, user: FakeUser, *, redirect_uri: str, scope: str = "identify") -> str:
         code = secrets.token_urlsafe(16)
         self._codes[code] = _Grant(user, redirect_uri, scope)
         return code
 
-    def _client(self, request: web.Request, form: dict[str, str]) -> tuple[str, str]:
+    @staticmethod
+    def _client(request: web.Request) -> tuple[str, str]:
+        """The client id and secret of HTTP Basic auth (the web studio's way; Discord also takes
+        them in the form)."""
         header = request.headers.get("Authorization", "")
-        if header.startswith("Basic "):
-            try:
-                raw = base64.b64decode(header[6:]).decode()
-            except ValueError:
-                return "", ""
-            client_id, _, secret = raw.partition(":")
-            return client_id, secret
-        return form.get("client_id", ""), form.get("client_secret", "")
+        try:
+            raw = base64.b64decode(header.removeprefix("Basic ")).decode()
+        except ValueError:
+            return "", ""
+        client_id, _, secret = raw.partition(":")
+        return client_id, secret
 
     async def token(self, request: web.Request) -> web.Response:
         """`POST /oauth2/token` (form-encoded, as Discord requires)."""
         if not request.content_type.startswith("application/x-www-form-urlencoded"):
             return _oauth_error(400, "invalid_request", "form body required")
         form = {k: str(v) for k, v in (await request.post()).items()}
-        client_id, secret = self._client(request, form)
+        client_id, secret = self._client(request)
         if client_id != str(self.client_id) or secret != self.client_secret:
             return _oauth_error(401, "invalid_client", "Invalid client")
         if form.get("grant_type") != "authorization_code":
@@ -71,7 +71,6 @@ class FakeOAuth:
             return _oauth_error(400, "invalid_grant", 'Invalid "code" in request.')
         token = secrets.token_urlsafe(24)
         self._tokens[token] = grant.user
-        self.exchanges += 1
         return web.json_response(
             {
                 "access_token": token,

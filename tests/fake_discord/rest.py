@@ -19,21 +19,18 @@ from aiohttp import web
 
 from . import errors, permissions
 from .errors import DiscordError
-from .interactions import InteractionRecord, InteractionService
-from .models import FakeChannel, FakeGuild, StoredMessage
-from .multipart import ParsedBody, parse_body
+from .interactions import InteractionRecord
+from .models import FakeChannel, StoredMessage
+from .multipart import ParsedBody, loads, parse_body
 from .oauth import FakeOAuth
-from .state import PRIVILEGED_INTENTS, DiscordState
+from .responses import ResponseService
+from .state import DiscordState
 
 API_PREFIX = "/api/v10"
 READABLE = permissions.VIEW_CHANNEL | permissions.READ_MESSAGE_HISTORY
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Application flags that say which privileged intents are enabled for the bot.
-APP_FLAG_PRESENCE_LIMITED = 1 << 13
-APP_FLAG_GUILD_MEMBERS_LIMITED = 1 << 15
-APP_FLAG_MESSAGE_CONTENT_LIMITED = 1 << 19
-APP_FLAG_COMMAND_BADGE = 1 << 23
+APP_FLAG_COMMAND_BADGE = 1 << 23  # no privileged intent is enabled for the fake's bot
 
 
 @dataclass
@@ -88,31 +85,17 @@ def no_content() -> web.Response:
 
 
 def snowflake(request: web.Request, key: str) -> int:
-    raw = request.match_info[key]
-    if not raw.isdigit():
-        raise errors.invalid_form_body(
-            errors.field_error(key, "NUMBER_TYPE_COERCE", f'Value "{raw}" is not snowflake.')
-        )
-    return int(raw)
+    """A route's id (the routes only match digits)."""
+    return int(request.match_info[key])
 
 
 class RestApi:
-    """Route handlers over `DiscordState` and `InteractionService`, plus logging and faults."""
+    """Route handlers over `DiscordState` and `ResponseService`, plus logging and faults."""
 
-    def __init__(
-        self,
-        state: DiscordState,
-        interactions: InteractionService,
-        *,
-        token: str,
-        gateway_url: Callable[[], str],
-        allowed_privileged_intents: int,
-    ) -> None:
+    def __init__(self, state: DiscordState, responses: ResponseService, *, token: str) -> None:
         self.state = state
-        self.interactions = interactions
+        self.responses = responses
         self.token = token
-        self.gateway_url = gateway_url
-        self.allowed_privileged_intents = allowed_privileged_intents
         self.requests: list[RecordedRequest] = []
         self.unknown_routes: list[RecordedRequest] = []
         self.faults: list[Fault] = []
@@ -199,112 +182,40 @@ class RestApi:
         record.files = [(f.filename, len(f.data)) for f in body.files.values()]
         return body
 
-    async def _json(self, request: web.Request) -> Any:
-        raw = await request.read()
-        try:
-            value = json.loads(raw) if raw.strip() else None
-        except ValueError as exc:
-            raise DiscordError(400, 50109, "The request body contains invalid JSON.") from exc
-        request[RECORD_KEY].payload = value
-        return value
-
     # ---------------------------------------------------------------------------------- routes
 
     def routes(self) -> list[web.RouteDef]:
+        """The routes fluxbot calls (the bot, its login check and the web studio's OAuth2)."""
         p = API_PREFIX
-        c = p + "/channels/{channel_id}"
-        m = c + "/messages/{message_id}"
-        wh = p + "/webhooks/{application_id}/{token}"
-        app = p + "/applications/{application_id}"
+        message = p + r"/channels/{channel_id:\d+}/messages/{message_id:\d+}"
+        webhook = p + r"/webhooks/{application_id:\d+}/{token}"
         return [
-            web.get(p + "/gateway", self.get_gateway),
-            web.get(p + "/gateway/bot", self.get_gateway_bot),
             web.get(p + "/users/@me", self.get_me),
             web.post(p + "/oauth2/token", self.oauth.token),
-            web.post(p + "/users/@me/channels", self.create_dm),
-            web.get(p + "/users/{user_id}", self.get_user),
             web.get(p + "/oauth2/applications/@me", self.get_application),
             web.get(p + "/applications/@me", self.get_application),
-            web.get(app + "/commands", self.list_commands),
-            web.put(app + "/commands", self.overwrite_commands),
-            web.post(app + "/commands", self.upsert_command),
-            web.get(app + r"/commands/{command_id:\d+}", self.get_command),
-            web.patch(app + r"/commands/{command_id:\d+}", self.edit_command),
-            web.delete(app + r"/commands/{command_id:\d+}", self.delete_command),
-            web.get(app + "/guilds/{guild_id}/commands", self.list_commands),
-            web.put(app + "/guilds/{guild_id}/commands", self.overwrite_commands),
-            web.post(app + "/guilds/{guild_id}/commands", self.upsert_command),
-            web.get(app + "/guilds/{guild_id}/commands/permissions", self.command_permissions),
-            web.get(app + r"/guilds/{guild_id}/commands/{command_id:\d+}", self.get_command),
-            web.patch(app + r"/guilds/{guild_id}/commands/{command_id:\d+}", self.edit_command),
-            web.delete(app + r"/guilds/{guild_id}/commands/{command_id:\d+}", self.delete_command),
-            web.post(p + "/interactions/{interaction_id}/{token}/callback", self.callback),
-            web.post(wh, self.execute_webhook),
-            web.get(wh + "/messages/{message_id}", self.get_webhook_message),
-            web.patch(wh + "/messages/{message_id}", self.edit_webhook_message),
-            web.delete(wh + "/messages/{message_id}", self.delete_webhook_message),
-            web.get(c, self.get_channel),
-            web.post(c + "/typing", self.typing),
-            web.get(c + "/messages", self.list_messages),
-            web.post(c + "/messages", self.create_message),
-            web.get(m, self.get_message),
-            web.patch(m, self.edit_message),
-            web.delete(m, self.delete_message),
-            web.delete(m + "/reactions", self.clear_reactions),
-            web.get(m + "/reactions/{emoji}", self.list_reactions),
-            web.delete(m + "/reactions/{emoji}", self.clear_emoji),
-            web.put(m + "/reactions/{emoji}/@me", self.add_reaction),
-            web.delete(m + "/reactions/{emoji}/@me", self.remove_own_reaction),
-            web.delete(m + "/reactions/{emoji}/{user_id}", self.remove_user_reaction),
-            web.get(p + "/guilds/{guild_id}", self.get_guild),
-            web.get(p + "/guilds/{guild_id}/channels", self.get_guild_channels),
-            web.get(p + "/guilds/{guild_id}/roles", self.get_guild_roles),
-            web.get(p + "/guilds/{guild_id}/members/{user_id}", self.get_member),
-            web.get("/attachments/{channel_id}/{attachment_id}/{filename}", self.download),
+            web.put(p + r"/applications/{application_id:\d+}/commands", self.overwrite_commands),
+            web.post(p + r"/interactions/{interaction_id:\d+}/{token}/callback", self.callback),
+            web.post(webhook, self.execute_webhook),
+            web.get(webhook + "/messages/@original", self.get_original),
+            web.patch(webhook + "/messages/@original", self.edit_original),
+            web.delete(webhook + "/messages/@original", self.delete_original),
+            web.post(p + r"/channels/{channel_id:\d+}/messages", self.create_message),
+            web.patch(message, self.edit_message),
+            web.delete(message, self.delete_message),
+            web.put(message + "/reactions/{emoji}/@me", self.add_reaction),
+            web.get(r"/attachments/{channel_id}/{attachment_id:\d+}/{filename}", self.download),
         ]
 
-    # ------------------------------------------------------------------------- gateway, users
-
-    async def get_gateway(self, request: web.Request) -> web.Response:
-        return json_response({"url": self.gateway_url()})
-
-    async def get_gateway_bot(self, request: web.Request) -> web.Response:
-        return json_response(
-            {
-                "url": self.gateway_url(),
-                "shards": 1,
-                "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 999,
-                    "reset_after": 86_400_000,
-                    "max_concurrency": 1,
-                },
-            }
-        )
+    # ------------------------------------------------------------------ users and application
 
     async def get_me(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization", "").startswith("Bearer "):
             return json_response(self.oauth.bearer_user(request).me_payload())
         return json_response(self.state.bot.me_payload())
 
-    async def get_user(self, request: web.Request) -> web.Response:
-        return json_response(self.state.get_user(snowflake(request, "user_id")).payload())
-
-    async def create_dm(self, request: web.Request) -> web.Response:
-        data = await self._json(request) or {}
-        user = self.state.get_user(int(data.get("recipient_id", 0)))
-        return json_response(self.state.dm_channel(user).payload())
-
     async def get_application(self, request: web.Request) -> web.Response:
         state = self.state
-        flags = APP_FLAG_COMMAND_BADGE
-        allowed = self.allowed_privileged_intents & PRIVILEGED_INTENTS
-        if allowed & (1 << 8):
-            flags |= APP_FLAG_PRESENCE_LIMITED
-        if allowed & (1 << 1):
-            flags |= APP_FLAG_GUILD_MEMBERS_LIMITED
-        if allowed & (1 << 15):
-            flags |= APP_FLAG_MESSAGE_CONTENT_LIMITED
         return json_response(
             {
                 "id": str(state.application_id),
@@ -317,7 +228,7 @@ class RestApi:
                 "bot_public": False,
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
-                "flags": flags,
+                "flags": APP_FLAG_COMMAND_BADGE,
                 "owner": state.owner.payload(),
                 "team": None,
                 "bot": state.bot.payload(),
@@ -331,59 +242,23 @@ class RestApi:
             }
         )
 
-    # -------------------------------------------------------------------------------- commands
-
-    def _command_scope(self, request: web.Request) -> int | None:
+    async def overwrite_commands(self, request: web.Request) -> web.Response:
         if snowflake(request, "application_id") != self.state.application_id:
             raise errors.unknown_application()
-        if "guild_id" not in request.match_info:
-            return None
-        guild_id = snowflake(request, "guild_id")
-        self.state.get_guild(guild_id)
-        return guild_id
-
-    async def list_commands(self, request: web.Request) -> web.Response:
-        return json_response(self.state.commands.scope(self._command_scope(request)))
-
-    async def overwrite_commands(self, request: web.Request) -> web.Response:
-        scope = self._command_scope(request)
-        data = await self._json(request)
+        data = loads(await request.read())
+        request[RECORD_KEY].payload = data
         if not isinstance(data, list):
             raise errors.invalid_form_body(
                 errors.field_error("_root", "BASE_TYPE_ARRAY", "Must be an array.")
             )
-        return json_response(self.state.commands.overwrite(scope, data))
-
-    async def upsert_command(self, request: web.Request) -> web.Response:
-        scope = self._command_scope(request)
-        data = await self._json(request) or {}
-        return json_response(self.state.commands.upsert(scope, data), status=201)
-
-    async def get_command(self, request: web.Request) -> web.Response:
-        scope = self._command_scope(request)
-        return json_response(self.state.commands.get(scope, snowflake(request, "command_id")))
-
-    async def edit_command(self, request: web.Request) -> web.Response:
-        scope = self._command_scope(request)
-        data = await self._json(request) or {}
-        command_id = snowflake(request, "command_id")
-        return json_response(self.state.commands.edit(scope, command_id, data))
-
-    async def delete_command(self, request: web.Request) -> web.Response:
-        scope = self._command_scope(request)
-        self.state.commands.delete(scope, snowflake(request, "command_id"))
-        return no_content()
-
-    async def command_permissions(self, request: web.Request) -> web.Response:
-        self._command_scope(request)
-        return json_response([])
+        return json_response(self.state.commands.overwrite(data))
 
     # ---------------------------------------------------------------------------- interactions
 
     async def callback(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         with_response = request.query.get("with_response", "").lower() in ("1", "true")
-        result = await self.interactions.callback(
+        result = await self.responses.callback(
             snowflake(request, "interaction_id"),
             request.match_info["token"],
             body,
@@ -392,39 +267,34 @@ class RestApi:
         return no_content() if result is None else json_response(result)
 
     def _webhook(self, request: web.Request) -> InteractionRecord:
-        return self.interactions.webhook(
+        return self.responses.webhook(
             snowflake(request, "application_id"), request.match_info["token"]
         )
 
     async def execute_webhook(self, request: web.Request) -> web.Response:
         record = self._webhook(request)
-        body = await self._body(request)
-        message = await self.interactions.followup(record, body)
+        message = await self.responses.followup(record, await self._body(request))
         if request.query.get("wait", "").lower() in ("1", "true"):
             return json_response(self.state.message_payload(message))
         return no_content()
 
-    async def get_webhook_message(self, request: web.Request) -> web.Response:
-        record = self._webhook(request)
-        message = self.interactions.webhook_message(record, request.match_info["message_id"])
+    async def get_original(self, request: web.Request) -> web.Response:
+        message = self.responses.original(self._webhook(request))
         return json_response(self.state.message_payload(message))
 
-    async def edit_webhook_message(self, request: web.Request) -> web.Response:
-        record = self._webhook(request)
-        message = self.interactions.webhook_message(record, request.match_info["message_id"])
-        body = await self._body(request)
-        await self.state.edit_message(message, body)
+    async def edit_original(self, request: web.Request) -> web.Response:
+        message = self.responses.original(self._webhook(request))
+        await self.state.edit_message(message, await self._body(request))
         return json_response(self.state.message_payload(message))
 
-    async def delete_webhook_message(self, request: web.Request) -> web.Response:
-        record = self._webhook(request)
-        message = self.interactions.webhook_message(record, request.match_info["message_id"])
+    async def delete_original(self, request: web.Request) -> web.Response:
+        message = self.responses.original(self._webhook(request))
         await self.state.delete_message(message)
         return no_content()
 
-    # -------------------------------------------------------------------------------- channels
+    # -------------------------------------------------------------------------------- messages
 
-    def _channel(self, request: web.Request, needed: int = permissions.VIEW_CHANNEL) -> FakeChannel:
+    def _channel(self, request: web.Request, needed: int) -> FakeChannel:
         channel = self.state.get_channel(snowflake(request, "channel_id"))
         self.state.require(channel, self.state.bot.id, needed)
         return channel
@@ -432,30 +302,14 @@ class RestApi:
     def _message(
         self, request: web.Request, needed: int = permissions.VIEW_CHANNEL
     ) -> StoredMessage:
+        """A message the bot may touch: in a channel it can see, not ephemeral (those are only
+        reachable through their interaction's webhook), and its own (every message in the fake
+        is the bot's: the test users act through interactions and reactions)."""
         channel = self._channel(request, needed)
         message = self.state.get_message(channel.id, snowflake(request, "message_id"))
         if message.ephemeral:
             raise errors.unknown_message()
         return message
-
-    async def get_channel(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        return json_response(channel.payload())
-
-    async def typing(self, request: web.Request) -> web.Response:
-        self._channel(request, permissions.VIEW_CHANNEL | permissions.SEND_MESSAGES)
-        return no_content()
-
-    async def list_messages(self, request: web.Request) -> web.Response:
-        channel = self._channel(request, READABLE)
-        limit = max(1, min(100, int(request.query.get("limit", "50"))))
-        found = self.state.channel_messages(channel.id, include_ephemeral=False)
-        if "before" in request.query:
-            found = [m for m in found if m.id < int(request.query["before"])]
-        if "after" in request.query:
-            found = [m for m in found if m.id > int(request.query["after"])][:limit]
-        newest_first = sorted(found, key=lambda m: m.id, reverse=True)[:limit]
-        return json_response([self.state.message_payload(m) for m in newest_first])
 
     async def create_message(self, request: web.Request) -> web.Response:
         channel = self._channel(request, permissions.VIEW_CHANNEL | permissions.SEND_MESSAGES)
@@ -469,97 +323,24 @@ class RestApi:
         message = await self.state.create_message(channel, self.state.bot, body)
         return json_response(self.state.message_payload(message))
 
-    async def get_message(self, request: web.Request) -> web.Response:
-        message = self._message(request, READABLE)
-        return json_response(self.state.message_payload(message))
-
     async def edit_message(self, request: web.Request) -> web.Response:
         message = self._message(request)
-        body = await self._body(request)
-        if message.author.id != self.state.bot.id:
-            only_flags = set(body.payload) <= {"flags"} and not body.files
-            if not only_flags:
-                raise errors.cannot_edit_others()
-            channel = self.state.get_channel(message.channel_id)
-            self.state.require(channel, self.state.bot.id, permissions.MANAGE_MESSAGES)
-        await self.state.edit_message(message, body)
+        await self.state.edit_message(message, await self._body(request))
         return json_response(self.state.message_payload(message))
 
     async def delete_message(self, request: web.Request) -> web.Response:
-        message = self._message(request)
-        if message.author.id != self.state.bot.id:
-            channel = self.state.get_channel(message.channel_id)
-            self.state.require(channel, self.state.bot.id, permissions.MANAGE_MESSAGES)
-        await self.state.delete_message(message)
+        await self.state.delete_message(self._message(request))
         return no_content()
 
-    # ------------------------------------------------------------------------------- reactions
-
     async def add_reaction(self, request: web.Request) -> web.Response:
+        """A reaction needs READ_MESSAGE_HISTORY, and ADD_REACTIONS unless the emoji is there."""
         message = self._message(request, READABLE)
-        emoji = request.match_info["emoji"]
-        key, _ = self.state.parse_emoji(emoji)
-        if key not in message.reactions:
+        emoji = self.state.check_emoji(request.match_info["emoji"])
+        if emoji not in message.reactions:
             channel = self.state.get_channel(message.channel_id)
             self.state.require(channel, self.state.bot.id, permissions.ADD_REACTIONS)
         await self.state.add_reaction(message, self.state.bot, emoji)
         return no_content()
-
-    async def remove_own_reaction(self, request: web.Request) -> web.Response:
-        message = self._message(request)
-        await self.state.remove_reaction(message, self.state.bot.id, request.match_info["emoji"])
-        return no_content()
-
-    async def remove_user_reaction(self, request: web.Request) -> web.Response:
-        message = self._message(request)
-        user_id = snowflake(request, "user_id")
-        if user_id != self.state.bot.id:
-            channel = self.state.get_channel(message.channel_id)
-            self.state.require(channel, self.state.bot.id, permissions.MANAGE_MESSAGES)
-        await self.state.remove_reaction(message, user_id, request.match_info["emoji"])
-        return no_content()
-
-    async def list_reactions(self, request: web.Request) -> web.Response:
-        message = self._message(request, READABLE)
-        key, _ = self.state.parse_emoji(request.match_info["emoji"])
-        users = [self.state.users[u].payload() for u in message.reaction_users(key)]
-        return json_response(users)
-
-    async def clear_emoji(self, request: web.Request) -> web.Response:
-        message = self._message(request, permissions.VIEW_CHANNEL | permissions.MANAGE_MESSAGES)
-        await self.state.clear_reactions(message, request.match_info["emoji"])
-        return no_content()
-
-    async def clear_reactions(self, request: web.Request) -> web.Response:
-        message = self._message(request, permissions.VIEW_CHANNEL | permissions.MANAGE_MESSAGES)
-        await self.state.clear_reactions(message)
-        return no_content()
-
-    # ---------------------------------------------------------------------------------- guilds
-
-    def _guild(self, request: web.Request) -> FakeGuild:
-        return self.state.get_guild(snowflake(request, "guild_id"))
-
-    async def get_guild(self, request: web.Request) -> web.Response:
-        data = self._guild(request).payload()
-        for key in ("members", "channels", "threads", "presences", "voice_states", "joined_at"):
-            data.pop(key, None)
-        return json_response(data)
-
-    async def get_guild_channels(self, request: web.Request) -> web.Response:
-        guild = self._guild(request)
-        return json_response([c.payload() for c in guild.channels.values()])
-
-    async def get_guild_roles(self, request: web.Request) -> web.Response:
-        guild = self._guild(request)
-        return json_response([r.payload() for r in guild.roles.values()])
-
-    async def get_member(self, request: web.Request) -> web.Response:
-        guild = self._guild(request)
-        member = guild.members.get(snowflake(request, "user_id"))
-        if member is None:
-            raise errors.unknown_member()
-        return json_response(member.payload())
 
     # ------------------------------------------------------------------------------------- cdn
 

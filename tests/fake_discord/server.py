@@ -1,14 +1,14 @@
 """`FakeDiscord`: the test-facing controller that runs the REST + gateway server on 127.0.0.1.
 
 A test starts it, points the bot at `api_base` / `gateway_url`, then acts as Discord's users
-(`slash`, `click`, `react`, `send_message`) and asserts on what the bot posted (`messages`,
-interaction records, attachments' bytes).
+(`slash`, `autocomplete`, `click`, `submit_modal`, `react`) and asserts on what the bot posted
+(`messages`, interaction records, attachments' bytes), injecting REST faults (`fail_next`, ...).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,16 +17,16 @@ from . import permissions
 from .errors import DiscordError, rate_limited
 from .gateway import GatewayHub
 from .interactions import InteractionRecord, InteractionService
-from .models import FakeChannel, FakeGuild, FakeRole, FakeUser, Overwrite, StoredMessage
-from .multipart import ParsedBody, UploadedFile
+from .models import FakeChannel, FakeGuild, FakeRole, FakeUser, StoredMessage
 from .oauth import FakeOAuth
-from .permissions import OVERWRITE_MEMBER
+from .responses import ResponseService
 from .rest import API_PREFIX, Fault, RecordedRequest, RestApi
 from .state import DiscordState
 
 T = TypeVar("T")
 MiB = 1024 * 1024
 DEFAULT_TOKEN = "fake-discord-bot-token"
+TOKEN_TTL_S = 15 * 60.0  # an interaction token's life
 
 
 class FakeDiscord:
@@ -37,35 +37,16 @@ class FakeDiscord:
     NSFW text channel `nsfw_channel`.
     """
 
-    def __init__(
-        self,
-        *,
-        token: str = DEFAULT_TOKEN,
-        attachment_size_limit: int = 10 * MiB,
-        heartbeat_interval_ms: int = 41_250,
-        ack_timeout: float | None = 3.0,
-        token_ttl: float = 15 * 60.0,
-        allowed_privileged_intents: int = 0,
-    ) -> None:
-        self.token = token
-        self.state = DiscordState(attachment_size_limit=attachment_size_limit)
-        self.interactions = InteractionService(
-            self.state, ack_timeout=ack_timeout, token_ttl=token_ttl
+    def __init__(self, *, ack_timeout: float | None = 3.0) -> None:
+        """`ack_timeout`: Discord's deadline for the first answer to an interaction."""
+        self.token = DEFAULT_TOKEN
+        self.state = DiscordState(attachment_size_limit=10 * MiB)
+        self.interactions = InteractionService(self.state)
+        responses = ResponseService(
+            self.state, self.interactions, ack_timeout=ack_timeout, token_ttl=TOKEN_TTL_S
         )
-        self.gateway = GatewayHub(
-            self.state,
-            token=token,
-            heartbeat_interval_ms=heartbeat_interval_ms,
-            allowed_privileged_intents=allowed_privileged_intents,
-            public_url=lambda: self.gateway_url,
-        )
-        self.rest = RestApi(
-            self.state,
-            self.interactions,
-            token=token,
-            gateway_url=lambda: self.gateway_url,
-            allowed_privileged_intents=allowed_privileged_intents,
-        )
+        self.gateway = GatewayHub(self.state, token=self.token)
+        self.rest = RestApi(self.state, responses, token=self.token)
         self.state.emit = self.gateway.dispatch
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -109,6 +90,7 @@ class FakeDiscord:
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self._port = int(self._runner.addresses[0][1])
         self.state.public_base = self.http_base
+        self.gateway.public_url = self.gateway_url
         return self.api_base, self.gateway_url
 
     async def stop(self) -> None:
@@ -164,60 +146,32 @@ class FakeDiscord:
         """Every REST call the bot made, in order."""
         return self.rest.requests
 
-    @property
-    def unknown_routes(self) -> list[RecordedRequest]:
-        """REST calls to routes the fake does not implement (answered 404/405)."""
-        return self.rest.unknown_routes
+    def command(self, name: str) -> dict[str, Any] | None:
+        """The registered (synced) command `name`, as Discord stores it."""
+        return self.state.commands.find(name)
 
-    @property
-    def commands(self) -> list[dict[str, Any]]:
-        """Every registered application command, global ones first, as Discord stores them."""
-        return self.state.commands.all()
-
-    def command(self, name: str, *, guild: FakeGuild | None = None) -> dict[str, Any] | None:
-        return self.state.commands.find(name, guild.id if guild else self.guild.id)
-
-    def messages(
-        self,
-        channel: FakeChannel | int | None = None,
-        *,
-        include_ephemeral: bool = True,
-        include_deleted: bool = False,
-    ) -> list[StoredMessage]:
-        """Stored messages (oldest first), in one channel or everywhere."""
-        if channel is None:
-            return [
-                m
-                for m in self.state.messages.values()
-                if (include_ephemeral or not m.ephemeral) and (include_deleted or not m.deleted)
-            ]
-        channel_id = channel.id if isinstance(channel, FakeChannel) else channel
-        return self.state.channel_messages(
-            channel_id, include_ephemeral=include_ephemeral, include_deleted=include_deleted
-        )
-
-    def message(self, message_id: int) -> StoredMessage:
-        return self.state.messages[message_id]
-
-    def payload_of(self, message: StoredMessage) -> dict[str, Any]:
-        """The JSON Discord would return for `message` (as the bot's REST calls see it)."""
-        return self.state.message_payload(message)
+    def messages(self, *, include_ephemeral: bool = True) -> list[StoredMessage]:
+        """Stored messages that were not deleted, oldest first."""
+        return [
+            m
+            for m in self.state.messages.values()
+            if not m.deleted and (include_ephemeral or not m.ephemeral)
+        ]
 
     def describe(self) -> str:
         """Recent activity, appended to timeout errors to make failures readable."""
         lines = [
-            f"gateway: {len(self.gateway.live_sessions())} live session(s), "
-            f"identify={self.gateway.identify_count} resume={self.gateway.resume_count}",
+            f"gateway: {len(self.gateway.sessions)} session(s), "
+            f"identify={self.gateway.identify_count}",
             "last REST calls: "
             + ", ".join(
                 f"{r.method} {(r.route or r.path).removeprefix(API_PREFIX)} -> {r.status}"
                 for r in self.requests[-8:]
             ),
         ]
-        if self.unknown_routes:
-            lines.append(
-                "unknown routes: " + ", ".join(f"{r.method} {r.path}" for r in self.unknown_routes)
-            )
+        if self.rest.unknown_routes:
+            unknown = ", ".join(f"{r.method} {r.path}" for r in self.rest.unknown_routes)
+            lines.append("unknown routes: " + unknown)
         return "\n".join(lines)
 
     async def wait_until(
@@ -231,7 +185,7 @@ class FakeDiscord:
     async def wait_ready(self, within_s: float = 10.0) -> None:
         """Wait until a bot has IDENTIFYed and has READY + GUILD_CREATE."""
         await self.wait_until(
-            lambda: bool(self.gateway.live_sessions()),
+            lambda: bool(self.gateway.sessions),
             within_s=within_s,
             what="the bot to IDENTIFY",
         )
@@ -246,58 +200,25 @@ class FakeDiscord:
         return await self.wait_until(check, within_s=within_s, what=f"commands {names} synced")
 
     async def wait_for_message(
-        self,
-        predicate: Callable[[StoredMessage], bool] = lambda _: True,
-        *,
-        channel: FakeChannel | int | None = None,
-        within_s: float = 5.0,
+        self, predicate: Callable[[StoredMessage], bool], *, within_s: float = 5.0
     ) -> StoredMessage:
         """The first stored (not deleted) message matching `predicate`, waiting if needed."""
 
         def check() -> StoredMessage | None:
-            return next((m for m in self.messages(channel) if predicate(m)), None)
+            return next((m for m in self.messages() if predicate(m)), None)
 
         return await self.wait_until(check, within_s=within_s, what="a matching message")
 
     # ---------------------------------------------------------------------------------- world
 
     def add_user(
-        self,
-        username: str,
-        *,
-        admin: bool = False,
-        roles: Iterable[FakeRole] = (),
-        in_guild: bool = True,
-        locale: str = "en-US",
+        self, username: str, *, admin: bool = False, roles: Iterable[FakeRole] = ()
     ) -> FakeUser:
-        user = self.state.add_user(username, locale=locale)
-        if in_guild:
-            member_roles = [*roles, *([self.admin_role] if admin else [])]
-            self.state.add_member(self.guild, user, member_roles)
+        """A new member of the guild (an Administrator with `admin`)."""
+        user = self.state.add_user(username)
+        member_roles = [*roles, *([self.admin_role] if admin else [])]
+        self.state.add_member(self.guild, user, member_roles)
         return user
-
-    async def add_channel(
-        self,
-        name: str,
-        *,
-        nsfw: bool = False,
-        bot_denied: int = 0,
-        overwrites: Sequence[Overwrite] = (),
-    ) -> FakeChannel:
-        """Add a text channel (CHANNEL_CREATE is dispatched to a connected bot).
-
-        `bot_denied` is a permission mask denied to the bot in this channel, e.g.
-        `permissions.ATTACH_FILES` to test the bot's reaction to a 403.
-        """
-        extra = [Overwrite(self.bot_user.id, OVERWRITE_MEMBER, deny=bot_denied)]
-        channel = self.state.add_channel(
-            self.guild, name, nsfw=nsfw, overwrites=[*overwrites, *(extra if bot_denied else [])]
-        )
-        await self.gateway.dispatch("CHANNEL_CREATE", channel.payload(), intent=1)
-        return channel
-
-    def dm_channel(self, user: FakeUser) -> FakeChannel:
-        return self.state.dm_channel(user)
 
     # ------------------------------------------------------------------------ acting as users
 
@@ -312,13 +233,10 @@ class FakeDiscord:
         options: dict[str, Any] | None = None,
         *,
         channel: FakeChannel | None = None,
-        strict: bool = True,
     ) -> InteractionRecord:
         """Run `/name` ("group sub" for subcommands) as `user`; options typed from the schema."""
         self._require_bot()
-        return await self.interactions.slash(
-            user, name, options or {}, channel or self.channel, strict=strict
-        )
+        return await self.interactions.slash(user, name, options or {}, channel or self.channel)
 
     async def raw_slash(
         self,
@@ -357,13 +275,7 @@ class FakeDiscord:
     ) -> InteractionRecord:
         """Press the button `custom_id` on `message` (it must exist and be enabled)."""
         self._require_bot()
-        return await self.interactions.component(user, message, custom_id)
-
-    async def select(
-        self, user: FakeUser, message: StoredMessage, custom_id: str, values: list[str]
-    ) -> InteractionRecord:
-        self._require_bot()
-        return await self.interactions.component(user, message, custom_id, values)
+        return await self.interactions.click(user, message, custom_id)
 
     async def submit_modal(
         self, user: FakeUser, opened_by: InteractionRecord, values: dict[str, Any]
@@ -376,33 +288,7 @@ class FakeDiscord:
         """Add `user`'s reaction (MESSAGE_REACTION_ADD goes to the bot)."""
         await self.state.add_reaction(message, user, emoji)
 
-    async def unreact(self, user: FakeUser, message: StoredMessage, emoji: str) -> None:
-        await self.state.remove_reaction(message, user.id, emoji)
-
-    async def send_message(
-        self,
-        user: FakeUser,
-        channel: FakeChannel | None = None,
-        content: str = "",
-        *,
-        files: Sequence[tuple[str, bytes]] = (),
-    ) -> StoredMessage:
-        """Post a message as `user` (MESSAGE_CREATE goes to the bot, subject to intents)."""
-        uploads = {i: UploadedFile(i, name, data, None) for i, (name, data) in enumerate(files)}
-        body = ParsedBody({"content": content}, uploads, bool(uploads))
-        return await self.state.create_message(channel or self.channel, user, body)
-
     # ---------------------------------------------------------------------------- disruptions
-
-    async def drop_connection(self, code: int | None = 4000) -> None:
-        """Cut the bot's gateway connection; it should reconnect and RESUME."""
-        await self.gateway.drop(code)
-
-    async def request_reconnect(self) -> None:
-        await self.gateway.request_reconnect()
-
-    async def invalidate_session(self, *, resumable: bool = False) -> None:
-        await self.gateway.invalidate(resumable=resumable)
 
     def fail_next(
         self,
@@ -410,8 +296,6 @@ class FakeDiscord:
         path: str | None = None,
         *,
         status: int = 503,
-        code: int = 0,
-        message: str | None = None,
         times: int = 1,
         retry_after: float | None = None,
     ) -> None:
@@ -424,7 +308,7 @@ class FakeDiscord:
         if retry_after is not None:
             error = rate_limited(retry_after)
         else:
-            error = DiscordError(status, code, message or f"{status}: fake_discord fault")
+            error = DiscordError(status, 0, f"{status}: fake_discord fault")
         pattern = re.compile(path) if path is not None else None
         self.rest.faults.append(Fault(method, pattern, error, times))
 

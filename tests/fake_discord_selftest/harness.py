@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from dataclasses import dataclass, field
 
@@ -52,7 +51,6 @@ class SelfTestBot:
     clicks: list[int] = field(default_factory=list)
     shown: list[discord.abc.User] = field(default_factory=list)
     feedback: list[str] = field(default_factory=list)
-    resumed: asyncio.Event = field(default_factory=asyncio.Event)
     image: bytes = field(default_factory=png_bytes)
 
 
@@ -102,10 +100,6 @@ def build_bot() -> SelfTestBot:
     async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
         if bot.user is not None and payload.user_id != bot.user.id:
             harness.reactions.append(payload)
-
-    @bot.event
-    async def on_resumed() -> None:
-        harness.resumed.set()
 
     async def setup_hook() -> None:
         await bot.tree.sync()

@@ -1,4 +1,4 @@
-"""The REST side on the wire: error shapes, validation, limits, interaction rules."""
+"""The REST side on the wire: error shapes, validation, limits, permissions, interaction rules."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def multipart(payload: dict[str, Any], files: list[tuple[str, bytes]]) -> aiohtt
     return form
 
 
+def imagine_synced(fake: FakeDiscord) -> None:
+    fake.state.commands.overwrite([{"name": "imagine", "description": "d", "options": []}])
+
+
 async def test_unknown_routes_answer_discords_404_and_are_recorded(
     fake: FakeDiscord, http: aiohttp.ClientSession
 ) -> None:
@@ -39,7 +43,7 @@ async def test_unknown_routes_answer_discords_404_and_are_recorded(
         assert await response.json() == {"message": "404: Not Found", "code": 0}
     async with http.put(f"{fake.api_base}/users/@me") as response:
         assert response.status == 405
-    assert [(r.method, r.path) for r in fake.unknown_routes] == [
+    assert [(r.method, r.path) for r in fake.rest.unknown_routes] == [
         ("GET", "/api/v10/guilds/1/audit-logs"),
         ("PUT", "/api/v10/users/@me"),
     ]
@@ -54,14 +58,6 @@ async def test_bot_routes_need_the_token(fake: FakeDiscord) -> None:
         assert (await response.json())["message"] == "401: Unauthorized"
 
 
-async def test_gateway_bot_points_at_the_fake_gateway(
-    fake: FakeDiscord, http: aiohttp.ClientSession
-) -> None:
-    async with http.get(f"{fake.api_base}/gateway/bot") as response:
-        data = await response.json()
-    assert data["url"] == fake.gateway_url and data["shards"] == 1
-
-
 async def test_message_limits_answer_invalid_form_body(
     fake: FakeDiscord, http: aiohttp.ClientSession
 ) -> None:
@@ -71,12 +67,20 @@ async def test_message_limits_answer_invalid_form_body(
     assert response.status == 400 and body["code"] == 50035
     assert body["errors"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
 
-    rows = [
-        {"type": 1, "components": [{"type": 2, "style": 1, "label": "b", "custom_id": f"c{i}"}]}
-        for i in range(6)
-    ]
+    def button(custom_id: str) -> dict[str, Any]:
+        return {"type": 2, "style": 1, "label": "b", "custom_id": custom_id}
+
+    rows = [{"type": 1, "components": [button(f"c{i}")]} for i in range(6)]
     async with http.post(url, json={"content": "hi", "components": rows}) as response:
         assert (await response.json())["errors"]["components"]["_errors"]
+    rows = [{"type": 1, "components": [button("x" * 101), button("b"), button("b")]}]
+    async with http.post(url, json={"content": "hi", "components": rows}) as response:
+        buttons = (await response.json())["errors"]["components"]["0"]["components"]
+    assert set(buttons) == {"0", "2"}  # custom_id too long; custom_id duplicated
+
+    embed = {"title": "t" * 257, "description": "d" * 4097}
+    async with http.post(url, json={"embeds": [embed]}) as response:
+        assert set((await response.json())["errors"]["embeds"]["0"]) == {"title", "description"}
 
     async with http.post(url, json={"content": ""}) as response:
         assert (await response.json())["code"] == 50006
@@ -84,7 +88,7 @@ async def test_message_limits_answer_invalid_form_body(
     files = [(f"{i}.png", b"png") for i in range(11)]
     async with http.post(url, data=multipart({"content": "many"}, files)) as response:
         assert (await response.json())["errors"]["attachments"]
-    assert fake.messages(fake.channel) == []
+    assert fake.messages() == []
 
 
 async def test_upload_over_the_limit_is_413_and_stores_nothing(
@@ -106,26 +110,30 @@ async def test_upload_over_the_limit_is_413_and_stores_nothing(
 async def test_reactions_take_the_emoji_character_not_a_shortcode(
     fake: FakeDiscord, http: aiohttp.ClientSession
 ) -> None:
-    message = await fake.send_message(fake.alice, content="hello")
-    base = f"{fake.api_base}/channels/{fake.channel.id}/messages/{message.id}/reactions"
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    async with http.post(url, json={"content": "hello"}) as response:
+        message_id = (await response.json())["id"]
+    base = f"{url}/{message_id}/reactions"
     async with http.put(f"{base}/%3Arepeat%3A/@me") as response:
         assert response.status == 400 and (await response.json())["code"] == 10014
     async with http.put(f"{base}/%F0%9F%94%81/@me") as response:
         assert response.status == 204
-    assert message.reaction_users("🔁") == [fake.bot_user.id]
-    async with http.delete(f"{base}/%F0%9F%94%81/{fake.alice.id}") as response:
-        assert response.status == 204  # the bot role can manage messages
+    assert fake.messages()[0].reactions == {"🔁": [fake.bot_user.id]}
 
 
-async def test_editing_someone_elses_message_is_refused(
+async def test_the_bot_needs_its_permissions_in_the_channel(
     fake: FakeDiscord, http: aiohttp.ClientSession
 ) -> None:
-    message = await fake.send_message(fake.alice, content="mine")
-    url = f"{fake.api_base}/channels/{fake.channel.id}/messages/{message.id}"
-    async with http.patch(url, json={"content": "yours"}) as response:
-        assert (await response.json())["code"] == 50005
-    hidden = await fake.add_channel("hidden", bot_denied=permissions.VIEW_CHANNEL)
-    async with http.get(f"{fake.api_base}/channels/{hidden.id}") as response:
+    for role in (fake.guild.roles[fake.guild.id], fake.bot_role):
+        role.permissions &= ~permissions.ATTACH_FILES
+    url = f"{fake.api_base}/channels/{fake.channel.id}/messages"
+    async with http.post(url, data=multipart({"content": "a"}, [("a.png", b"a")])) as response:
+        assert response.status == 403 and (await response.json())["code"] == 50013
+    async with http.post(url, json={"content": "text is still fine"}) as response:
+        assert response.status == 200
+    for role in (fake.guild.roles[fake.guild.id], fake.bot_role):
+        role.permissions &= ~permissions.VIEW_CHANNEL
+    async with http.post(url, json={"content": "unseen"}) as response:
         assert response.status == 403 and (await response.json())["code"] == 50001
 
 
@@ -146,9 +154,8 @@ async def test_fail_next_injects_errors_and_rate_limits(
 
 async def test_interaction_ack_rules(fake: FakeDiscord, http: aiohttp.ClientSession) -> None:
     # Straight to the interaction service: no bot is connected, the test answers by hand.
-    record = await fake.interactions.slash(
-        fake.alice, "imagine", {"prompt": "x"}, fake.channel, strict=False
-    )
+    imagine_synced(fake)
+    record = await fake.interactions.slash(fake.alice, "imagine", {}, fake.channel)
     callback = f"{fake.api_base}/interactions/{record.id}/{record.token}/callback"
     webhook = f"{fake.api_base}/webhooks/{fake.application_id}/{record.token}"
     async with http.post(f"{webhook}?wait=1", json={"content": "too early"}) as response:
@@ -174,15 +181,39 @@ async def test_interaction_ack_rules(fake: FakeDiscord, http: aiohttp.ClientSess
         assert response.status == 401 and (await response.json())["code"] == 50027
 
 
+async def test_autocomplete_answers_are_held_to_discords_limits(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    fake.state.commands.overwrite(
+        [
+            {
+                "name": "styles",
+                "description": "d",
+                "options": [{"name": "name", "description": "d", "type": 3, "autocomplete": True}],
+            }
+        ]
+    )
+    for choices, error in [
+        ([{"name": str(i), "value": str(i)} for i in range(26)], "_errors"),
+        ([{"name": "x" * 101, "value": "x"}], "0"),
+    ]:
+        record = await fake.interactions.autocomplete(
+            fake.alice, "styles", {"name": ""}, "name", fake.channel
+        )
+        callback = f"{fake.api_base}/interactions/{record.id}/{record.token}/callback"
+        answer = {"type": 8, "data": {"choices": choices}}
+        async with http.post(callback, json=answer) as response:
+            assert error in (await response.json())["errors"]["data"]["choices"]
+
+
 async def test_late_acknowledgement_is_an_unknown_interaction(
     http: aiohttp.ClientSession,
 ) -> None:
     slow = FakeDiscord(ack_timeout=0.0)
     await slow.start()
     try:
-        record = await slow.interactions.slash(
-            slow.alice, "imagine", {"prompt": "x"}, slow.channel, strict=False
-        )
+        imagine_synced(slow)
+        record = await slow.interactions.slash(slow.alice, "imagine", {}, slow.channel)
         callback = f"{slow.api_base}/interactions/{record.id}/{record.token}/callback"
         async with http.post(callback, json={"type": 5}) as response:
             assert response.status == 404 and (await response.json())["code"] == 10062
@@ -199,18 +230,19 @@ async def test_command_sync_validates_like_discord(
     async with http.put(url, json=bad) as response:
         errors = (await response.json())["errors"]["0"]
     assert set(errors) == {"name", "description", "options"}
+    order = [
+        {"type": 3, "name": "seed", "description": "d"},
+        {"type": 3, "name": "prompt", "description": "d", "required": True},
+    ]
+    async with http.put(url, json=[{"name": "a", "description": "d", "options": order}]) as r:
+        assert "required" in (await r.json())["errors"]["0"]["options"]["1"]
     good = [{"name": "imagine", "description": "Make a picture"}]
     async with http.put(url, json=good) as response:
         [stored] = await response.json()
     async with http.put(url, json=good) as response:
         [again] = await response.json()
     assert stored["id"] == again["id"] and stored["application_id"] == str(fake.application_id)
-    guild_url = (
-        f"{fake.api_base}/applications/{fake.application_id}/guilds/{fake.guild.id}/commands"
-    )
-    async with http.put(guild_url, json=[{"name": "admin", "description": "Admin"}]) as response:
-        assert (await response.json())[0]["guild_id"] == str(fake.guild.id)
-    assert [c["name"] for c in fake.commands] == ["imagine", "admin"]
+    assert fake.command("imagine") == again
 
 
 async def test_an_enforced_nonce_returns_the_channel_message_sent_minutes_before(
@@ -230,9 +262,12 @@ async def test_an_enforced_nonce_returns_the_channel_message_sent_minutes_before
     assert len(fake.messages()) == 3
 
     # Executing a webhook (an interaction's followup) takes no nonce: each call posts.
-    record = await fake.interactions.slash(
-        fake.alice, "imagine", {"prompt": "x"}, fake.channel, strict=False
-    )
+    commands = f"{fake.api_base}/applications/{fake.application_id}/commands"
+    prompt = {"type": 3, "name": "prompt", "description": "What", "required": True}
+    imagine = {"name": "imagine", "description": "Imagine", "options": [prompt]}
+    async with http.put(commands, json=[imagine]):
+        pass
+    record = await fake.interactions.slash(fake.alice, "imagine", {"prompt": "x"}, fake.channel)
     callback = f"{fake.api_base}/interactions/{record.id}/{record.token}/callback"
     webhook = f"{fake.api_base}/webhooks/{fake.application_id}/{record.token}?wait=1"
     async with http.post(callback, json={"type": 4, "data": {"content": "ok"}}):
