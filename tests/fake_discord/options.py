@@ -119,8 +119,9 @@ class OptionBuilder:
         if kind == OPTION_USER and isinstance(value, int):
             value = self.state.users.get(value, value)
         expected = PYTHON_TYPES.get(kind, Upload)
-        wrong_bool = isinstance(value, bool) and kind in (OPTION_INTEGER, OPTION_NUMBER)
-        if not isinstance(value, expected) or wrong_bool:
+        # Through a variable, so that `value` stays Any for the checks below.
+        right_type = isinstance(value, expected)
+        if not right_type or (isinstance(value, bool) and kind in (OPTION_INTEGER, OPTION_NUMBER)):
             raise TypeError(f"{where} (option type {kind}) cannot take {value!r}")
         limits = (
             ("min_length", "max_length", len(value))

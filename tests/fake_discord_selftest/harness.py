@@ -31,7 +31,9 @@ class AgainButton(discord.ui.View):
 
 
 class FeedbackModal(discord.ui.Modal, title="Feedback"):
-    text = discord.ui.TextInput(label="What did you think?", custom_id="feedback:text")
+    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="What did you think?", custom_id="feedback:text"
+    )
 
     def __init__(self, received: list[str]) -> None:
         super().__init__(custom_id="feedback:modal")
