@@ -200,6 +200,7 @@ class RestApi:
             web.get(webhook + "/messages/@original", self.get_original),
             web.patch(webhook + "/messages/@original", self.edit_original),
             web.delete(webhook + "/messages/@original", self.delete_original),
+            web.get(p + r"/channels/{channel_id:\d+}/messages", self.list_messages),
             web.post(p + r"/channels/{channel_id:\d+}/messages", self.create_message),
             web.patch(message, self.edit_message),
             web.delete(message, self.delete_message),
@@ -310,6 +311,23 @@ class RestApi:
         if message.ephemeral:
             raise errors.unknown_message()
         return message
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """Channel history, newest first (the bot reads it to find a followup that may have
+        been posted before its answer was lost)."""
+        channel = self._channel(request, READABLE)
+        limit = max(1, min(100, int(request.query.get("limit", "50"))))
+        found = [
+            m
+            for m in self.state.messages.values()
+            if m.channel_id == channel.id and not m.ephemeral and not m.deleted
+        ]
+        if "before" in request.query:
+            found = [m for m in found if m.id < int(request.query["before"])]
+        if "after" in request.query:
+            found = [m for m in found if m.id > int(request.query["after"])][:limit]
+        newest_first = sorted(found, key=lambda m: m.id, reverse=True)[:limit]
+        return json_response([self.state.message_payload(m) for m in newest_first])
 
     async def create_message(self, request: web.Request) -> web.Response:
         channel = self._channel(request, permissions.VIEW_CHANNEL | permissions.SEND_MESSAGES)
