@@ -11,8 +11,9 @@
 It fakes what fluxbot sends and receives, no more (a fake grows with the code under test): one
 bot in guilds of text channels, globally synced slash commands, interactions (commands,
 autocomplete, buttons, modals) answered through their webhooks, channel messages with files,
-embeds, buttons and replies, the bot's own reactions and users' reactions, OAuth2 for the web
-studio, and injected REST faults. It answers what breaks Discord's rules the way Discord does.
+embeds, buttons and replies, the bot's DMs (private results whose interaction token expired),
+the bot's own reactions and users' reactions, OAuth2 for the web studio, and injected REST
+faults. It answers what breaks Discord's rules the way Discord does.
 
 Modules: `server` (the controller), `state` + `models` + `commands` (the world), `rest`,
 `gateway`, `interactions` + `options` (interaction payloads and their webhooks), `multipart`,

@@ -71,6 +71,10 @@ def unknown_channel() -> DiscordError:
     return DiscordError(404, 10003, "Unknown Channel")
 
 
+def unknown_user() -> DiscordError:
+    return DiscordError(404, 10013, "Unknown User")
+
+
 def unknown_message() -> DiscordError:
     return DiscordError(404, 10008, "Unknown Message")
 
@@ -105,6 +109,10 @@ def missing_access() -> DiscordError:
 
 def empty_message() -> DiscordError:
     return DiscordError(400, 50006, "Cannot send an empty message")
+
+
+def cannot_send_to_user() -> DiscordError:
+    return DiscordError(403, 50007, "Cannot send messages to this user")
 
 
 def missing_permissions() -> DiscordError:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 CHANNEL_TEXT = 0
+CHANNEL_DM = 1
 
 MESSAGE_FLAG_SUPPRESS_EMBEDS = 1 << 2
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
@@ -109,31 +110,41 @@ class FakeMember:
 
 @dataclass(eq=False)
 class FakeChannel:
-    """A guild text channel."""
+    """A guild text channel, or the bot's DM with one user (`recipient`, no guild)."""
 
     id: int
     name: str
-    guild_id: int
+    guild_id: int | None
     position: int = 0
     nsfw: bool = False
-    type: int = CHANNEL_TEXT
+    recipient: FakeUser | None = None
     last_message_id: int | None = None
 
+    @property
+    def is_dm(self) -> bool:
+        return self.recipient is not None
+
+    @property
+    def type(self) -> int:
+        return CHANNEL_DM if self.is_dm else CHANNEL_TEXT
+
     def payload(self, *, permissions: int | None = None) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": str(self.id),
-            "type": self.type,
-            "guild_id": str(self.guild_id),
-            "name": self.name,
-            "position": self.position,
-            "permission_overwrites": [],
-            "nsfw": self.nsfw,
-            "topic": None,
-            "last_message_id": str(self.last_message_id) if self.last_message_id else None,
-            "rate_limit_per_user": 0,
-            "parent_id": None,
-            "flags": 0,
-        }
+        last = str(self.last_message_id) if self.last_message_id else None
+        data: dict[str, Any] = {"id": str(self.id), "type": self.type, "last_message_id": last}
+        if self.recipient is not None:
+            data["recipients"] = [self.recipient.payload()]
+        else:
+            data |= {
+                "guild_id": str(self.guild_id),
+                "name": self.name,
+                "position": self.position,
+                "permission_overwrites": [],
+                "nsfw": self.nsfw,
+                "topic": None,
+                "rate_limit_per_user": 0,
+                "parent_id": None,
+            }
+        data["flags"] = 0
         if permissions is not None:
             data["permissions"] = str(permissions)
         return data
@@ -237,7 +248,7 @@ class StoredMessage:
 
     id: int
     channel_id: int
-    guild_id: int
+    guild_id: int | None  # None in a DM
     author: FakeUser
     content: str = ""
     embeds: list[dict[str, Any]] = field(default_factory=list)

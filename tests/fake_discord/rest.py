@@ -191,6 +191,8 @@ class RestApi:
         webhook = p + r"/webhooks/{application_id:\d+}/{token}"
         return [
             web.get(p + "/users/@me", self.get_me),
+            web.get(p + r"/users/{user_id:\d+}", self.get_user),
+            web.post(p + "/users/@me/channels", self.create_dm),
             web.post(p + "/oauth2/token", self.oauth.token),
             web.get(p + "/oauth2/applications/@me", self.get_application),
             web.get(p + "/applications/@me", self.get_application),
@@ -214,6 +216,20 @@ class RestApi:
         if request.headers.get("Authorization", "").startswith("Bearer "):
             return json_response(self.oauth.bearer_user(request).me_payload())
         return json_response(self.state.bot.me_payload())
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        return json_response(self.state.get_user(snowflake(request, "user_id")).payload())
+
+    async def create_dm(self, request: web.Request) -> web.Response:
+        """Open (or return) the bot's DM with `recipient_id`; whether the bot may write there
+        is decided when it sends."""
+        recipient = (await self._body(request)).payload.get("recipient_id")
+        if not str(recipient or "").isdigit():
+            raise errors.invalid_form_body(
+                errors.field_error("recipient_id", "BASE_TYPE_REQUIRED", "This field is required")
+            )
+        user = self.state.get_user(int(str(recipient)))
+        return json_response(self.state.dm_channel(user).payload())
 
     async def get_application(self, request: web.Request) -> web.Response:
         state = self.state

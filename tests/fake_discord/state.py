@@ -41,6 +41,8 @@ INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_DIRECT_MESSAGE_REACTIONS = 1 << 13
 INTENT_MESSAGE_CONTENT = 1 << 15
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
@@ -69,6 +71,7 @@ class DiscordState:
         self.users: dict[int, FakeUser] = {}
         self.guilds: dict[int, FakeGuild] = {}
         self.channels: dict[int, FakeChannel] = {}
+        self.dm_channels: dict[int, FakeChannel] = {}  # recipient's id -> the bot's DM with them
         self.messages: dict[int, StoredMessage] = {}
         self.attachments: dict[int, StoredAttachment] = {}
         self.bot = self.add_user("fluxbot", bot=True)
@@ -109,6 +112,24 @@ class DiscordState:
         self.channels[channel.id] = channel
         return channel
 
+    def get_user(self, user_id: int) -> FakeUser:
+        user = self.users.get(user_id)
+        if user is None:
+            raise errors.unknown_user()
+        return user
+
+    def dm_channel(self, user: FakeUser) -> FakeChannel:
+        """The bot's DM with `user`, opened on first use (`POST /users/@me/channels`)."""
+        channel = self.dm_channels.get(user.id)
+        if channel is None:
+            channel = FakeChannel(id=self.ids.next(), name="", guild_id=None, recipient=user)
+            self.dm_channels[user.id] = channel
+            self.channels[channel.id] = channel
+        return channel
+
+    def shares_a_guild_with_the_bot(self, user: FakeUser) -> bool:
+        return any(user.id in g.members and self.bot.id in g.members for g in self.guilds.values())
+
     def get_channel(self, channel_id: int) -> FakeChannel:
         channel = self.channels.get(channel_id)
         if channel is None:
@@ -116,13 +137,27 @@ class DiscordState:
         return channel
 
     def guild_of(self, channel: FakeChannel) -> FakeGuild:
+        """A guild channel's guild (interactions and roles exist only in guild channels)."""
+        if channel.guild_id is None:
+            raise ValueError(f"channel {channel.id} is a DM: it has no guild")
         return self.guilds[channel.guild_id]
 
     def permissions_for(self, user_id: int, channel: FakeChannel) -> int:
         return permissions.compute_permissions(self.guild_of(channel), user_id)
 
     def require(self, channel: FakeChannel, user_id: int, needed: int) -> None:
-        """Raise Discord's 403 when `user_id` lacks any of `needed` in `channel`."""
+        """Raise Discord's 403 when `user_id` lacks any of `needed` in `channel`.
+
+        A DM has no permissions: its two users may do anything in it, except that Discord
+        refuses a message to a recipient who shares no server with the bot.
+        """
+        if channel.recipient is not None:
+            if user_id not in (self.bot.id, channel.recipient.id):
+                raise errors.missing_access()
+            sending = needed & permissions.SEND_MESSAGES
+            if sending and not self.shares_a_guild_with_the_bot(channel.recipient):
+                raise errors.cannot_send_to_user()
+            return
         granted = self.permissions_for(user_id, channel)
         if not granted & permissions.VIEW_CHANNEL:
             raise errors.missing_access()
@@ -198,7 +233,7 @@ class DiscordState:
             "type": 0,
             "message_id": str(target.id),
             "channel_id": str(target.channel_id),
-            "guild_id": str(target.guild_id),
+            **guild_id_field(target.guild_id),
         }
 
     @staticmethod
@@ -221,9 +256,9 @@ class DiscordState:
     ) -> StoredMessage:
         """Validate and store a new message, then dispatch MESSAGE_CREATE (unless ephemeral).
 
-        With `enforce_nonce`, a channel message by the same author with the same nonce in the
-        past few minutes is returned instead of creating another; webhook executions (followups)
-        take no nonce.
+        With `enforce_nonce`, a message by the same author in the same channel (a DM too) with
+        the same nonce in the past few minutes is returned instead of creating another; webhook
+        executions (followups) take no nonce.
         """
         payload = body.payload
         nonce = payload.get("nonce") if webhook_id is None else None
@@ -312,17 +347,17 @@ class DiscordState:
             data = {
                 "id": str(message.id),
                 "channel_id": str(message.channel_id),
-                "guild_id": str(message.guild_id),
+                **guild_id_field(message.guild_id),
             }
-            await self.emit("MESSAGE_DELETE", data, INTENT_GUILD_MESSAGES)
+            await self.emit("MESSAGE_DELETE", data, _message_intent(message))
         self.changes.notify()
 
     async def emit_message(self, event: str, message: StoredMessage) -> None:
         data = self.message_payload(message)
-        if message.webhook_id is None:
+        if message.webhook_id is None and message.guild_id is not None:
             guild = self.guilds[message.guild_id]
             data["member"] = self.member_payload(guild, message.author, with_user=False)
-        await self.emit(event, data, INTENT_GUILD_MESSAGES)
+        await self.emit(event, data, _message_intent(message))
 
     # ------------------------------------------------------------------------------- reactions
 
@@ -349,15 +384,18 @@ class DiscordState:
             "user_id": str(user.id),
             "channel_id": str(message.channel_id),
             "message_id": str(message.id),
-            "guild_id": str(message.guild_id),
-            "member": self.member_payload(self.guilds[message.guild_id], user),
             "emoji": {"id": None, "name": emoji},
             "message_author_id": str(message.author.id),
             "burst": False,
             "burst_colors": [],
             "type": 0,
         }
-        await self.emit("MESSAGE_REACTION_ADD", data, INTENT_GUILD_MESSAGE_REACTIONS)
+        intent = INTENT_DIRECT_MESSAGE_REACTIONS
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+            data["member"] = self.member_payload(self.guilds[message.guild_id], user)
+            intent = INTENT_GUILD_MESSAGE_REACTIONS
+        await self.emit("MESSAGE_REACTION_ADD", data, intent)
         self.changes.notify()
 
     # -------------------------------------------------------------------------------- payloads
@@ -367,7 +405,7 @@ class DiscordState:
         data: dict[str, Any] = {
             "id": str(message.id),
             "channel_id": str(message.channel_id),
-            "guild_id": str(message.guild_id),
+            **guild_id_field(message.guild_id),
             "author": message.author.payload(),
             "content": message.content,
             "timestamp": iso(message.created_at),
@@ -405,3 +443,12 @@ class DiscordState:
         if message.message_reference is not None:
             data["message_reference"] = message.message_reference
         return data
+
+
+def guild_id_field(guild_id: int | None) -> dict[str, str]:
+    """`guild_id` as message and event payloads carry it: absent for a DM."""
+    return {} if guild_id is None else {"guild_id": str(guild_id)}
+
+
+def _message_intent(message: StoredMessage) -> int:
+    return INTENT_DIRECT_MESSAGES if message.guild_id is None else INTENT_GUILD_MESSAGES

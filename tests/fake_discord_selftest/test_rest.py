@@ -274,3 +274,35 @@ async def test_an_enforced_nonce_returns_the_channel_message_sent_minutes_before
         pass
     async with http.post(webhook, json=post) as one, http.post(webhook, json=post) as two:
         assert (await one.json())["id"] != (await two.json())["id"]
+
+
+async def test_the_bot_opens_a_dm_and_posts_into_it_like_a_channel(
+    fake: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    opened = f"{fake.api_base}/users/@me/channels"
+    async with http.post(opened, json={"recipient_id": str(fake.alice.id)}) as response:
+        dm = await response.json()
+    async with http.post(opened, json={"recipient_id": str(fake.alice.id)}) as again:
+        assert (await again.json())["id"] == dm["id"], "one DM channel per user"
+    assert dm["type"] == 1 and "guild_id" not in dm
+    assert [u["id"] for u in dm["recipients"]] == [str(fake.alice.id)]
+    async with http.post(opened, json={"recipient_id": "1"}) as unknown:
+        assert unknown.status == 404 and (await unknown.json())["code"] == 10013
+    async with http.get(f"{fake.api_base}/users/{fake.alice.id}") as user:
+        assert (await user.json())["username"] == "alice"
+
+    url = f"{fake.api_base}/channels/{dm['id']}/messages"
+    post = {"content": "result", "nonce": "flux1", "enforce_nonce": True, "flags": 1 << 6}
+    async with http.post(url, json=post) as first, http.post(url, json=post) as again:
+        sent = await first.json()
+        assert (await again.json())["id"] == sent["id"], "the enforced nonce holds in a DM"
+    assert "guild_id" not in sent and sent["flags"] == 0, "no ephemeral messages in a DM"
+    [stored] = fake.messages()
+    assert stored.guild_id is None and stored.channel_id == int(dm["id"])
+
+    # Discord refuses to DM a user who shares no server with the bot.
+    stranger = fake.state.add_user("stranger")
+    async with http.post(opened, json={"recipient_id": str(stranger.id)}) as response:
+        url = f"{fake.api_base}/channels/{(await response.json())['id']}/messages"
+    async with http.post(url, json={"content": "hi"}) as refused:
+        assert refused.status == 403 and (await refused.json())["code"] == 50007

@@ -144,6 +144,26 @@ async def test_channel_messages_with_files_embeds_and_replies(
     assert [m.id for m in fake.messages()] == [sent.id]
 
 
+async def test_a_dm_found_by_user_id_carries_the_result_once_per_nonce(
+    fake: FakeDiscord, selftest_bot: SelfTestBot
+) -> None:
+    # fluxbot's path for a private result whose interaction token expired.
+    user = await selftest_bot.bot.fetch_user(fake.alice.id)
+    image = png_bytes(16, 16, "blue")
+
+    async def send() -> discord.Message:
+        file = discord.File(io.BytesIO(image), filename="result.png")
+        return await user.send(embed=discord.Embed(title="fox"), file=file, nonce="job1")
+
+    sent, again = await send(), await send()
+    assert isinstance(sent.channel, discord.DMChannel) and sent.guild is None
+    assert sent.channel.recipient is not None and sent.channel.recipient.id == fake.alice.id
+    assert again.id == sent.id, "the enforced nonce returned the first message"
+    [stored] = fake.messages()
+    assert stored.guild_id is None and stored.embeds[0]["title"] == "fox"
+    assert await sent.attachments[0].read() == image
+
+
 async def test_over_limit_upload_is_rejected_like_discord(
     fake: FakeDiscord, selftest_bot: SelfTestBot
 ) -> None:
