@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +55,7 @@ from fluxbot.web.errors import NotAllowed, UserError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from fluxbot.app.compose import Draft
     from fluxbot.app.root import Engine
     from fluxbot.config import Settings
     from fluxbot.store import Store
@@ -154,17 +155,23 @@ class Studio:
 
         return await self.store.users.claim_seed(user_id, pick)
 
-    async def _submit_new(
+    async def _queue_new(
         self,
         identity: Identity,
         who: Requester,
         policy: GuildPolicy,
-        submit: Callable[[], Awaitable[Submission]],
+        draft: Draft,
+        kind: JobKind,
+        private: bool,
     ) -> Submission:
-        """Count the job against the cooldown and quota, then queue it (or give the claim back)."""
+        """Seed the draft, count the job against the cooldown and quota, then queue it (or give
+        the claim back)."""
+        request = draft.finish(await self._seed_for(identity.user_id, draft.seed))
         claim: Claim = await self.admission.claim(who, policy, identity.actor)
         try:
-            return await submit()
+            return await self.engine.service.submit(
+                identity.user_id, request, kind=kind, want_preview=True, private=private
+            )
         except BaseException:
             await self.admission.release(claim)
             raise
@@ -189,19 +196,7 @@ class Studio:
         if form.private is not None and form.private != user.private_results:
             await self.store.users.update_settings(identity.user_id, private_results=form.private)
         private = user.private_results if form.private is None else form.private
-        request = draft.finish(await self._seed_for(identity.user_id, draft.seed))
-        submission = await self._submit_new(
-            identity,
-            who,
-            policy,
-            lambda: self.engine.service.submit(
-                identity.user_id,
-                request,
-                kind=JobKind.IMAGINE,
-                want_preview=True,
-                private=private,
-            ),
-        )
+        submission = await self._queue_new(identity, who, policy, draft, JobKind.IMAGINE, private)
         return submission, list(draft.notices)
 
     async def animate(
@@ -226,18 +221,8 @@ class Studio:
             strict=not who.age_restricted_channel,
         )
         self.admission.check_request(policy, draft.fields)
-        request = draft.finish(await self._seed_for(identity.user_id, draft.seed))
-        submission = await self._submit_new(
-            identity,
-            who,
-            policy,
-            lambda: self.engine.service.submit(
-                identity.user_id,
-                request,
-                kind=JobKind.ANIMATE,
-                want_preview=True,
-                private=user.private_results,
-            ),
+        submission = await self._queue_new(
+            identity, who, policy, draft, JobKind.ANIMATE, user.private_results
         )
         return submission, list(draft.notices)
 
