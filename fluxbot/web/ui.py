@@ -384,8 +384,19 @@ def build_blocks(
                         fn, inputs, create_outputs, api_name=api_name, concurrency_limit=None
                     )
 
-            def wire(panel: ActionPanel, source: gr.Textbox, switch: bool) -> None:
-                """The panel's buttons act on the job whose id is in `source`."""
+            def wire(
+                panel: ActionPanel, source: gr.Textbox, gallery: gr.Gallery, switch: bool
+            ) -> None:
+                """The panel's buttons act on the job whose id is in `source`, on the image
+                picked in the panel or clicked in `gallery`."""
+                source.change(
+                    prepare_panel,
+                    [source],
+                    [panel.pick, panel.remix_prompt],
+                    api_name=False,
+                    show_progress="hidden",
+                )
+                gallery.select(picked, None, [panel.pick], api_name=False)
                 for code, button in panel.buttons.items():
 
                     async def run(
@@ -428,15 +439,7 @@ def build_blocks(
                 index = evt.index if isinstance(evt.index, int) else 0
                 return gr.Radio(value=str(index + 1))
 
-            wire(create_panel, job_id, switch=False)
-            job_id.change(
-                prepare_panel,
-                [job_id],
-                [create_panel.pick, create_panel.remix_prompt],
-                api_name=False,
-                show_progress="hidden",
-            )
-            results.select(picked, None, [create_panel.pick], api_name=False)
+            wire(create_panel, job_id, results, switch=False)
 
             async def cancel(public_id: str, request: gr.Request) -> str:
                 try:
@@ -643,15 +646,7 @@ def build_blocks(
             )
             on_click(h_reroll, reroll, [open_id], switch=True)
             on_click(h_new, new_seed, [open_id], switch=True)
-            wire(history_panel, open_id, switch=True)
-            open_id.change(
-                prepare_panel,
-                [open_id],
-                [history_panel.pick, history_panel.remix_prompt],
-                api_name=False,
-                show_progress="hidden",
-            )
-            job_images.select(picked, None, [history_panel.pick], api_name=False)
+            wire(history_panel, open_id, job_images, switch=True)
 
             async def forget(sure: bool, request: gr.Request) -> str:
                 if not sure:
