@@ -115,3 +115,13 @@ def studios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studios]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.fixture(scope="module")
+def client(studios: Studios) -> Iterator[Any]:
+    """A gradio_client on the local (owner) studio, one per test module."""
+    from gradio_client import Client
+
+    client = Client(studios.local_url + "/", verbose=False)
+    yield client
+    client.close()

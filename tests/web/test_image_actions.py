@@ -40,13 +40,6 @@ def _create(client: Client, prompt: str, *, count: int = 1, private: bool = Fals
 
 
 @pytest.fixture(scope="module")
-def client(studios: Studios) -> Iterator[Client]:
-    client = Client(studios.local_url + "/", verbose=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def parent(studios: Studios, client: Client) -> JobRow:
     """A finished job of two images, made by the local owner from the Create tab."""
     row = _row(studios, _create(client, "a harbour at dawn", count=2))

@@ -6,7 +6,6 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ from fluxbot.core.requests import JobStatus
 from tests.web.conftest import Studios
 
 PROMPT = "a red fox in fresh snow"
-
-
-@pytest.fixture(scope="module")
-def client(studios: Studios) -> Iterator[Client]:
-    client = Client(studios.local_url + "/", verbose=False)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
