@@ -101,6 +101,16 @@ async def _stop(studios: Studios) -> None:
     await studios.discord.stop()
 
 
+async def _end_tasks() -> None:
+    """Cancel what is left on the studio's loop and let it end before the loop closes (a task
+    destroyed pending is logged at exit, after pytest has closed the log's stream)."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=20)
+
+
 @pytest.fixture(scope="session")
 def studios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studios]:
     data_dir = tmp_path_factory.mktemp("web") / "data"
@@ -112,6 +122,7 @@ def studios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studios]:
         yield started
     finally:
         asyncio.run_coroutine_threadsafe(_stop(started), loop).result(60)
+        asyncio.run_coroutine_threadsafe(_end_tasks(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
