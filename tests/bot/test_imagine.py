@@ -29,6 +29,9 @@ async def test_imagine_posts_a_png_with_its_seed(harness: BotHarness) -> None:
     assert any(f["name"] == "Seed" and f["value"] == "42" for f in embed["fields"])
     assert record.deferred
     await wait_for(lambda: len(result.reactions) >= 3, what="control reactions")
+    # The status message's id came with the defer's answer: no round trip to ask for it.
+    asked = [r for r in server.requests if r.method == "GET" and r.path.endswith("/@original")]
+    assert asked == [], [r.path for r in asked]
 
 
 async def _imagine(harness: BotHarness, user, **options):  # type: ignore[no-untyped-def]

@@ -102,7 +102,7 @@ class Imagine(commands.Cog):
     ) -> None:
         # Answer Discord first (3 s): only the private default, cached, is read before.
         ephemeral = await self._private(interaction, private)
-        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        deferred = await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         who, policy, user = await self._admit(interaction)
         chosen = self.bot.engine.styles.require(style) if style else None
         upload = await _checked_upload(image, strength)
@@ -126,6 +126,7 @@ class Imagine(commands.Cog):
             who,
             policy,
             private=ephemeral,
+            status_id=_message_id(deferred),
             upload=upload,
             strength=strength,
         )
@@ -148,7 +149,7 @@ class Imagine(commands.Cog):
         private: bool | None = None,
     ) -> None:
         ephemeral = await self._private(interaction, private)
-        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        deferred = await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         who, policy, user = await self._admit(interaction)
         spec = AnimationSpec(frames=frames, seed_to=random_seed() if seed_to is None else seed_to)
         draft = self.bot.engine.composer.draft(
@@ -160,7 +161,15 @@ class Imagine(commands.Cog):
             strict=not who.age_restricted_channel,
         )
         self.admission.check_request(policy, draft.fields)
-        await self._start(interaction, draft, JobKind.ANIMATE, who, policy, private=ephemeral)
+        await self._start(
+            interaction,
+            draft,
+            JobKind.ANIMATE,
+            who,
+            policy,
+            private=ephemeral,
+            status_id=_message_id(deferred),
+        )
 
     async def _private(self, interaction: discord.Interaction, explicit: bool | None) -> bool:
         """The option if given, else the user's default or the server's (both cached)."""
@@ -227,6 +236,7 @@ class Imagine(commands.Cog):
         policy: GuildPolicy,
         *,
         private: bool,
+        status_id: int | None = None,
         upload: Upload | None = None,
         strength: float | None = None,
     ) -> None:
@@ -274,8 +284,11 @@ class Imagine(commands.Cog):
             text += "\n" + "\n".join(f"ℹ️ {n}" for n in draft.notices)
         # The status message is linked to its job before the user sees it (a ❌ on it at once
         # must find the job).
-        original = await interaction.original_response()
-        await self.bot.store.jobs.set_messages(submission.row.id, status_message_id=original.id)
+        # The "thinking" message the defer made: its id came with the defer's answer (asked
+        # for only if Discord did not give it, a round trip saved per command).
+        if status_id is None:
+            status_id = (await interaction.original_response()).id
+        await self.bot.store.jobs.set_messages(submission.row.id, status_message_id=status_id)
         await interaction.edit_original_response(content=text)
         await _tell_quota(interaction, claim)
         # Past the token's life the same message is edited through the bot token (which
@@ -284,7 +297,7 @@ class Imagine(commands.Cog):
             channel = self.bot.get_partial_messageable(
                 interaction.channel_id, guild_id=interaction.guild_id
             )
-            live.status.message = channel.get_partial_message(original.id)
+            live.status.message = channel.get_partial_message(status_id)
         self.bot.poster.follow(submission.handle, live)
 
     # -- controls -----------------------------------------------------------------------------
@@ -394,6 +407,11 @@ class Imagine(commands.Cog):
                 log.info("could not delete the result message of job %s", row.public_id)
         await self.bot.store.delete_jobs([row.id])
         return f"Deleted job `{row.public_id}` and its images."
+
+
+def _message_id(deferred: object) -> int | None:
+    """The id of the message a defer made, from its callback response (discord.py 2.5+)."""
+    return getattr(deferred, "message_id", None)
 
 
 async def _tell_quota(interaction: discord.Interaction, claim: Claim) -> None:
