@@ -53,12 +53,19 @@ def parse_aspect(value: str, field_name: str = "aspect") -> str:
     match = _RATIO.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise RequestError(field_name, value, allowed)
-    width, height = int(match.group(1)), int(match.group(2))
-    divisor = math.gcd(width, height) or 1
-    name = f"{width // divisor}:{height // divisor}"
-    if name not in ASPECT_RATIOS:
+    name = _PRESET_BY_RATIO.get(_reduced(int(match.group(1)), int(match.group(2))))
+    if name is None:
         raise RequestError(field_name, value, allowed)
     return name
+
+
+def _reduced(width: int, height: int) -> tuple[int, int]:
+    divisor = math.gcd(width, height) or 1
+    return width // divisor, height // divisor
+
+
+# Keyed by the reduced ratio: the "21:9" preset is 7:3 reduced, and "21:9" must find it.
+_PRESET_BY_RATIO = {_reduced(w, h): name for name, (w, h) in ASPECT_RATIOS.items()}
 
 
 def parse_steps(value: str | int, field_name: str = "steps") -> int:

@@ -87,6 +87,17 @@ def test_aspect_spellings(value: str, expected: str) -> None:
     assert parse_aspect(value) == expected
 
 
+@pytest.mark.parametrize("name", list(ASPECT_RATIOS))
+def test_every_preset_is_accepted_by_its_own_name(name: str) -> None:
+    # Regression: "21:9" was reduced to 7:3 and refused, in a message listing "21:9".
+    assert parse_aspect(name) == name
+    assert parse_prompt(f"a cat --ar {name}").aspect == name
+
+
+def test_a_preset_named_unreduced_is_found_from_any_spelling_of_its_ratio() -> None:
+    assert parse_aspect("7:3") == "21:9" and parse_aspect("42x18") == "21:9"
+
+
 @pytest.mark.parametrize("value", ["wide", "16:", "0:0", "16:10", ""])
 def test_aspect_refusals(value: str) -> None:
     with pytest.raises(RequestError):
