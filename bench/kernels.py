@@ -3,8 +3,9 @@
 `python -m bench kernels` builds the full-size model on the GPU (random weights, no save) and,
 in one process on one card, measures at 1024x1024 x1: stock diffusers per image, then
 fluxbot's `compile` and `fast` profiles through FluxRunner (text encoding, 4 steps, decode) with
-and without CUDA graphs of the denoising steps, and `fast` again with Inductor allowed to keep
-whole rows on chip (one-pass row-wise amax + fp8 quantise). For each it records the torch
+and without CUDA graphs of the denoising steps, and `fast` again without the single blocks'
+one-pass GELU + concat + fp8 quantise (fluxbot.engine.fp8_fused: Inductor's two kernels
+instead). For each it records the torch
 profiler's kernel-time breakdown of a 4-step denoise (fp8 / bf16 GEMMs, attention, Triton
 reductions / persistent reductions / pointwise, copies) and the gaps between kernels.
 """
@@ -186,6 +187,7 @@ def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tupl
     plan_changes.setdefault("step_graphs", True)  # measured here with and without
     plan = replace(plan_speed(profile, DeviceFeatures.probe("cuda")), **plan_changes)
     report = apply_speed_profile(pipe, plan)
+    log(f"{profile}: single blocks with the one-pass fp8 quantise: {report.fused_blocks}")
     runner = FluxRunner(pipe, "cuda", model_name="random", dtype=torch.bfloat16, placed=True)
     if report.paths is not None:
         runner.attach_compiled(report.paths)
@@ -216,35 +218,6 @@ def _with_and_without_graphs(runner: Any, log: Log, tag: str, counter: _Counter)
     return out
 
 
-class PersistentRows:
-    """Inductor's choices with whole rows kept on chip up to 16384 elements (its default is
-    1024): a row-wise amax and the fp8 quantise that needs it become one kernel, one read."""
-
-    @staticmethod
-    def install(limit: int = 16384) -> None:
-        import torch._inductor.config as inductor_config
-        from torch._inductor.choices import InductorChoices
-
-        class Choices(InductorChoices):
-            @staticmethod
-            def should_use_persistent_reduction(features: Any, cooperative_reduction: bool) -> bool:
-                from torch._inductor.runtime.hints import ReductionHint
-                from torch._inductor.virtualized import V
-
-                if features.get_reduction_hint() == ReductionHint.INNER:
-                    return V.graph.sizevars.statically_known_leq(features.reduction_numel, limit)
-                return InductorChoices.should_use_persistent_reduction(
-                    features, cooperative_reduction
-                )
-
-        try:
-            inductor_config.inductor_choices_class = Choices
-        except AttributeError:  # an older Inductor: the handler is per thread (compiles here)
-            from torch._inductor.virtualized import V
-
-            V.set_choices_handler(Choices())
-
-
 def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9) -> dict[str, Any]:
     from bench.model import build_pipeline
     from bench.report import environment
@@ -259,7 +232,7 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
         path.write_text(json.dumps(result, indent=1, default=str))
 
     counter = _Counter()
-    phases = only or ["stock", "fast", "compile", "fast_persistent"]
+    phases = only or ["stock", "fast", "compile", "fast_unfused"]
     begun = time.perf_counter()
     pipe = build_pipeline("full", "cuda")
     if "stock" in phases:
@@ -278,24 +251,18 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
             continue
         started = time.perf_counter()
         try:
-            if phase == "fast_persistent":
-                PersistentRows.install()
             torch._dynamo.reset()
             if pipe is None:
                 pipe = build_pipeline("full", "cuda")
             profile = SpeedProfile.COMPILE if phase == "compile" else SpeedProfile.FAST
-            runner, compile_s = _runner_with(pipe, profile, log)
+            changes = {"fused_quantize": False} if phase == "fast_unfused" else {}
+            runner, compile_s = _runner_with(pipe, profile, log, **changes)
             entry = _with_and_without_graphs(runner, log, phase, counter)
             entry["first_compile_s"] = compile_s
             result[phase] = entry
         except Exception as exc:
             log(f"{phase} failed: {exc!r}")
             result[phase] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
-        finally:
-            import torch._inductor.config as inductor_config
-
-            if hasattr(inductor_config, "inductor_choices_class"):
-                inductor_config.inductor_choices_class = None
         result[phase]["phase_s"] = time.perf_counter() - started
         save()
         # A fresh model per profile: the fp8 conversion and compiled graphs stay with it.

@@ -46,6 +46,7 @@ from fluxbot.engine.fp8 import (
     quantize_linears_,
     scaled_mm_supported,
 )
+from fluxbot.engine.fp8_fused import fuse_single_blocks_
 from fluxbot.engine.text_graphs import graph_text_encoders_
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ class SpeedPlan:
     # CUDA graphs of whole denoising steps (fluxbot.engine.step_graphs): off until measured on a
     # card (the one H200 run found no capture: a key bug since fixed, not yet re-run).
     step_graphs: bool = False
+    # fp8: the single blocks' GELU + concat + quantise in one kernel (fluxbot.engine.fp8_fused).
+    fused_quantize: bool = True
 
 
 def plan_speed(
@@ -227,6 +230,7 @@ class SpeedReport:
     attention: str = "default"
     fp8: QuantizeReport | None = None
     fp8_check: Fp8Check | None = None
+    fused_blocks: int = 0  # single blocks running fluxbot::gelu_cat_quantize
     compiled: list[str] = field(default_factory=list)
     paths: CompiledPaths | None = None  # the switchable compiled forms, when compiling
     graphed: list[str] = field(default_factory=list)
@@ -328,6 +332,8 @@ def apply_speed_profile(
                 report.fp8.converted,
                 report.fp8.saved_gib,
             )
+            if plan.fused_quantize:
+                report.fused_blocks = fuse_single_blocks_(transformer)
         else:
             log.warning("speed: auto falls back to 'compile': the fp8 check failed")
             report.plan = replace(plan, profile=SpeedProfile.COMPILE, fp8=False)
@@ -353,7 +359,7 @@ def apply_speed_profile(
             name=str(_device_of(vae)),
             graph_model=transformer if graphs else None,
         )
-        report.compiled += ["transformer blocks", "vae decoder"]
+        report.compiled += ["transformer blocks", "vae decoder", "vae encoder"]
         if _on_accelerator(transformer):
             # The text encoders always see one prompt of a fixed length: CUDA graphs, captured
             # at the first prompt (fluxbot.engine.text_graphs).

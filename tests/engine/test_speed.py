@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,18 @@ def test_eager_profile_fuses_qkv_drops_the_copies_and_keeps_the_pixels() -> None
     assert fuse_qkv_(runner.pipe.transformer)  # idempotent
     after = np.asarray(runner.generate([request])[0].images[0], dtype=np.int16)
     assert np.abs(after - before).max() <= 2  # fp32 rounding of a fused matmul
+
+
+def test_fp8_runs_the_single_blocks_fused_with_the_same_pixels_as_unfused() -> None:
+    from fluxbot.engine.pipeline import FluxRunner
+
+    request = GenerationRequest(prompt="a red fox", seed=3, width=128, height=128)
+    plan = replace(plan_speed(SpeedProfile.EAGER, CPU), requested=SpeedProfile.FAST, fp8=True)
+    images = {}
+    for fused in (False, True):
+        runner = FluxRunner.tiny()
+        report = apply_speed_profile(runner.pipe, replace(plan, fused_quantize=fused))
+        singles = runner.pipe.transformer.single_transformer_blocks
+        assert report.fp8 is not None and report.fused_blocks == (len(singles) if fused else 0)
+        images[fused] = np.asarray(runner.generate([request])[0].images[0])
+    assert np.array_equal(images[True], images[False])

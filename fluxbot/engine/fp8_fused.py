@@ -1,0 +1,136 @@
+"""One pass for the FLUX single blocks' widest activation: GELU, concat, row-wise fp8 quantise.
+
+Each single block's `proj_out` reads concat(attention output, GELU(MLP)), 15,360 wide. Under
+`fast`, Inductor built that fp8 input in two kernels that each read the whole activation: a
+row-wise amax, then the quantise (16.1 + 20.9 ms of the 4 steps at 1024x1024 on an H200,
+bench/results/2026-12-02-nvidia-h200-13-kernels.md). `fluxbot::gelu_cat_quantize` does it in one
+read of the two inputs (fluxbot.engine.fp8_kernel on CUDA; the same math in torch ops elsewhere)
+and `fuse_single_blocks_` makes each eligible single block call it.
+
+A block whose `proj_out` carries a LoRA (a style's slot) keeps diffusers' own forward: the LoRA
+needs the bf16 activation itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fluxbot.engine import fp8_kernel
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, quantize_rowwise
+
+log = logging.getLogger(__name__)
+
+
+def gelu_cat_quantize_reference(
+    attn: torch.Tensor, mlp: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the unfused block computes: quantize_rowwise(concat(attn, GELU_tanh(mlp)))."""
+    rows = torch.cat([attn, F.gelu(mlp, approximate="tanh")], dim=-1)
+    return quantize_rowwise(rows)
+
+
+@torch.library.custom_op("fluxbot::gelu_cat_quantize", mutates_args=())
+def gelu_cat_quantize(attn: torch.Tensor, mlp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp8 rows of concat(attn, GELU_tanh(mlp)) and their fp32 scales, for 2-D inputs."""
+    if attn.device.type != "cuda" or not fp8_kernel.available():
+        return gelu_cat_quantize_reference(attn, mlp)
+    attn = attn if attn.stride(-1) == 1 else attn.contiguous()
+    mlp = mlp if mlp.stride(-1) == 1 else mlp.contiguous()
+    rows = attn.shape[0]
+    q = torch.empty(rows, attn.shape[1] + mlp.shape[1], dtype=FP8_DTYPE, device=attn.device)
+    scale = torch.empty(rows, 1, dtype=torch.float32, device=attn.device)
+    with torch.cuda.device(attn.device):
+        fp8_kernel.launch(attn, mlp, q, scale)
+    return q, scale
+
+
+@gelu_cat_quantize.register_fake
+def _(attn: torch.Tensor, mlp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = attn.shape[0]
+    q = attn.new_empty(rows, attn.shape[1] + mlp.shape[1], dtype=FP8_DTYPE)
+    return q, attn.new_empty(rows, 1, dtype=torch.float32)
+
+
+def _fused_forward(
+    self: Any,  # a diffusers FluxSingleTransformerBlock
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    temb: torch.Tensor,
+    image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    joint_attention_kwargs: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """diffusers' FluxSingleTransformerBlock.forward (0.42) with the GELU, the concat and
+    `proj_out`'s input quantisation done by `fluxbot::gelu_cat_quantize` (diffusers' own while
+    `proj_out` is not a plain fp8 linear, e.g. once a LoRA wraps it)."""
+    if type(self.proj_out) is not Fp8Linear:
+        return type(self).forward(
+            self,
+            hidden_states,
+            encoder_hidden_states,
+            temb,
+            image_rotary_emb,
+            joint_attention_kwargs,
+        )
+    text_seq_len = encoder_hidden_states.shape[1]
+    hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+    residual = hidden_states
+    norm_hidden_states, gate = self.norm(hidden_states, emb=temb)
+    mlp_pre = self.proj_mlp(norm_hidden_states)
+    attn_output = self.attn(
+        hidden_states=norm_hidden_states,
+        image_rotary_emb=image_rotary_emb,
+        **(joint_attention_kwargs or {}),
+    )
+    xq, x_scale = gelu_cat_quantize(
+        attn_output.reshape(-1, attn_output.shape[-1]), mlp_pre.reshape(-1, mlp_pre.shape[-1])
+    )
+    out = self.proj_out.matmul_quantized(xq, x_scale, attn_output.shape[:-1], attn_output.dtype)
+    hidden_states = residual + gate.unsqueeze(1) * out
+    if hidden_states.dtype == torch.float16:
+        hidden_states = hidden_states.clip(-65504, 65504)
+    return hidden_states[:, :text_seq_len], hidden_states[:, text_seq_len:]
+
+
+def fusable(block: nn.Module) -> bool:
+    """A FLUX single block whose proj_out is a dynamic fp8 linear of concat(attn, GELU(mlp))."""
+    if type(block).__name__ != "FluxSingleTransformerBlock":
+        return False
+    proj_out, act = getattr(block, "proj_out", None), getattr(block, "act_mlp", None)
+    proj_mlp = getattr(block, "proj_mlp", None)
+    return (
+        type(proj_out) is Fp8Linear
+        and proj_out.mode == "dynamic"
+        and isinstance(act, nn.GELU)
+        and act.approximate == "tanh"
+        and proj_mlp is not None
+        and proj_out.in_features
+        == getattr(getattr(block, "attn", None), "inner_dim", -1) + proj_mlp.out_features
+    )
+
+
+def fuse_single_blocks_(transformer: nn.Module) -> int:
+    """Give every eligible single block the one-pass forward; returns how many."""
+    fused = 0
+    for block in transformer.modules():
+        if fusable(block):
+            block.forward = types.MethodType(_fused_forward, block)
+            fused += 1
+    return fused
+
+
+def unfuse_single_blocks_(transformer: nn.Module) -> int:
+    """Back to diffusers' own forward (benchmarks compare both); returns how many."""
+    restored = 0
+    for block in transformer.modules():
+        if "forward" in vars(block):
+            forward = vars(block)["forward"]
+            if getattr(forward, "__func__", None) is _fused_forward:
+                del block.forward
+                restored += 1
+    return restored

@@ -1,0 +1,92 @@
+"""The Triton kernel behind `fluxbot::gelu_cat_quantize` (fluxbot.engine.fp8_fused).
+
+One program per row: the attention output's row and the MLP pre-activation's row are loaded
+once and kept in registers, GELU (tanh) is applied to the MLP part and rounded to the
+activations' dtype as the unfused path rounds it, and the row's amax gives its scale; the fp8
+row and the scale are written. Kept apart, without postponed annotations, because Triton reads
+the `tl.constexpr` annotations of the kernel's signature.
+"""
+
+import functools
+from typing import Any
+
+try:
+    import triton.language as tl
+except ImportError:  # the CPU install: the op's reference path runs instead
+    tl = None
+
+FP8_MAX = 448.0
+SQRT_2_OVER_PI = 0.7978845608028654
+GELU_COEF = 0.044715
+
+if tl is not None:
+
+    def _gelu_cat_quantize_rows(
+        attn_ptr,
+        mlp_ptr,
+        q_ptr,
+        scale_ptr,
+        attn_stride,
+        mlp_stride,
+        A: tl.constexpr,
+        H: tl.constexpr,
+        BLOCK_A: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        offs_a = tl.arange(0, BLOCK_A)
+        offs_h = tl.arange(0, BLOCK_H)
+        a_raw = tl.load(attn_ptr + row * attn_stride + offs_a, mask=offs_a < A, other=0.0)
+        m = tl.load(mlp_ptr + row * mlp_stride + offs_h, mask=offs_h < H, other=0.0)
+        a = a_raw.to(tl.float32)
+        x = m.to(tl.float32)
+        # GELU(tanh): 0.5 x (1 + tanh(u)) == x * sigmoid(2u); rounded to the input dtype as
+        # the concatenated activation is in the unfused path.
+        g = x * tl.sigmoid(2.0 * SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x))
+        g = g.to(a_raw.dtype).to(tl.float32)
+        amax = tl.maximum(tl.max(tl.abs(a), axis=0), tl.max(tl.abs(g), axis=0))
+        scale = tl.maximum(amax, 1e-12) / FP8_MAX
+        tl.store(scale_ptr + row, scale)
+        out = q_ptr + row * (A + H)
+        qa = tl.clamp(a / scale, -FP8_MAX, FP8_MAX).to(tl.float8e4nv)
+        qg = tl.clamp(g / scale, -FP8_MAX, FP8_MAX).to(tl.float8e4nv)
+        tl.store(out + offs_a, qa, mask=offs_a < A)
+        tl.store(out + A + offs_h, qg, mask=offs_h < H)
+
+
+def available() -> bool:
+    return tl is not None
+
+
+@functools.cache
+def _compiled() -> Any:
+    import triton
+
+    # Under TRITON_INTERPRET=1 (set before Triton is imported: the CPU tests do so in a
+    # subprocess) this is Triton's interpreter, running the same kernel on CPU tensors.
+    return triton.jit(_gelu_cat_quantize_rows)
+
+
+def launch(attn: Any, mlp: Any, q: Any, scale: Any) -> None:
+    """Fill `q` (rows x (A + H), fp8 e4m3) and `scale` (rows x 1, fp32) from 2-D `attn`
+    (rows x A) and `mlp` (rows x H) whose last dimension is contiguous."""
+    import triton
+
+    rows, a_width = attn.shape
+    h_width = mlp.shape[1]
+    block_a = triton.next_power_of_2(a_width)
+    block_h = triton.next_power_of_2(h_width)
+    warps = 16 if block_a + block_h >= 8192 else 4
+    _compiled()[(rows,)](
+        attn,
+        mlp,
+        q,
+        scale,
+        attn.stride(0),
+        mlp.stride(0),
+        a_width,
+        h_width,
+        block_a,
+        block_h,
+        num_warps=warps,
+    )

@@ -1,0 +1,156 @@
+"""The single blocks' one-pass GELU + concat + fp8 quantise: same numbers as the unfused path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock
+
+from fluxbot.engine import fp8_kernel
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, flux_transformer_chooser, quantize_linears_
+from fluxbot.engine.fp8_fused import (
+    fusable,
+    fuse_single_blocks_,
+    gelu_cat_quantize,
+    gelu_cat_quantize_reference,
+    unfuse_single_blocks_,
+)
+
+DIM, HEADS = 64, 2
+
+
+def _block(seed: int = 0) -> FluxSingleTransformerBlock:
+    torch.manual_seed(seed)
+    block = FluxSingleTransformerBlock(DIM, HEADS, DIM // HEADS).to(torch.bfloat16).eval()
+    holder = torch.nn.ModuleDict({"single_transformer_blocks": torch.nn.ModuleList([block])})
+    quantize_linears_(holder, flux_transformer_chooser(dynamic=True, modulation=False))
+    return block
+
+
+def _inputs(seed: int = 1, tokens: int = 24, text: int = 8) -> dict[str, object]:
+    g = torch.Generator().manual_seed(seed)
+    head = DIM // HEADS
+    angles = torch.randn(tokens + text, head // 2, generator=g)
+    return {
+        "hidden_states": torch.randn(2, tokens, DIM, generator=g).to(torch.bfloat16),
+        "encoder_hidden_states": torch.randn(2, text, DIM, generator=g).to(torch.bfloat16),
+        "temb": torch.randn(2, DIM, generator=g).to(torch.bfloat16),
+        "image_rotary_emb": (
+            angles.cos().repeat_interleave(2, -1),
+            angles.sin().repeat_interleave(2, -1),
+        ),
+    }
+
+
+def test_a_fused_block_gives_the_unfused_blocks_output_bit_for_bit() -> None:
+    block, inputs = _block(), _inputs()
+    assert fusable(block) and type(block.proj_out) is Fp8Linear
+    with torch.inference_mode():
+        expected = block(**inputs)
+        assert fuse_single_blocks_(block) == 1
+        got = block(**inputs)
+    for a, b in zip(got, expected, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert unfuse_single_blocks_(block) == 1 and "forward" not in vars(block)
+
+
+def test_the_fused_block_compiles_whole_and_keeps_its_numbers() -> None:
+    block, inputs = _block(), _inputs()
+    fuse_single_blocks_(block)
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    with torch.inference_mode():
+        expected = block(**inputs)
+        got = compiled(**inputs)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_block_whose_proj_out_is_not_a_plain_fp8_linear_keeps_diffusers_forward() -> None:
+    bf16 = FluxSingleTransformerBlock(DIM, HEADS, DIM // HEADS).to(torch.bfloat16)
+    assert not fusable(bf16) and fuse_single_blocks_(bf16) == 0
+    block, inputs = _block(), _inputs()
+    fuse_single_blocks_(block)
+    with torch.inference_mode():
+        fused = block(**inputs)
+        # A style's LoRA wraps proj_out after the fact: the block must fall back, not fail.
+        block.proj_out = torch.nn.Sequential(block.proj_out)
+        fallback = block(**inputs)
+    assert torch.allclose(fallback[1].float(), fused[1].float())
+
+
+def test_the_op_on_the_cpu_is_the_reference() -> None:
+    g = torch.Generator().manual_seed(3)
+    attn = torch.randn(10, 48, generator=g).to(torch.bfloat16)
+    mlp = (torch.randn(10, 80, generator=g) * 4).to(torch.bfloat16)
+    q, scale = gelu_cat_quantize(attn, mlp)
+    rq, rscale = gelu_cat_quantize_reference(attn, mlp)
+    assert q.dtype == FP8_DTYPE and q.shape == (10, 128) and scale.shape == (10, 1)
+    assert torch.equal(q.view(torch.uint8), rq.view(torch.uint8)) and torch.equal(scale, rscale)
+
+
+_INTERPRETED = """
+import sys, torch
+from fluxbot.engine import fp8_kernel
+attn, mlp = torch.load(sys.argv[1])
+q = torch.empty(attn.shape[0], attn.shape[1] + mlp.shape[1], dtype=torch.float8_e4m3fn)
+scale = torch.empty(attn.shape[0], 1)
+fp8_kernel.launch(attn, mlp, q, scale)
+torch.save((q, scale), sys.argv[2])
+"""
+
+
+def _run_kernel_interpreted(
+    attn: torch.Tensor, mlp: torch.Tensor, tmp_path: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CUDA kernel's code run by Triton's interpreter on the CPU (a subprocess: the
+    interpreter must be chosen before Triton is imported)."""
+    inputs, outputs = tmp_path / "in.pt", tmp_path / "out.pt"
+    torch.save((attn, mlp), inputs)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    command = [sys.executable, "-c", _INTERPRETED, str(inputs), str(outputs)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(outputs)
+
+
+@pytest.mark.skipif(not fp8_kernel.available(), reason="Triton is not installed")
+@pytest.mark.parametrize(("rows", "a", "h"), [(7, 48, 80), (3, 3072 // 16, 12288 // 16)])
+def test_the_triton_kernel_matches_the_reference_in_triton_s_interpreter(
+    rows: int, a: int, h: int, tmp_path: Path
+) -> None:
+    g = torch.Generator().manual_seed(rows)
+    # Rows of very different magnitude, and the amax sometimes in the attention part.
+    magnitude = torch.logspace(-2, 2, rows).unsqueeze(1)
+    attn = (torch.randn(rows, a, generator=g) * magnitude).to(torch.bfloat16)
+    mlp = (torch.randn(rows, h, generator=g) * magnitude).to(torch.bfloat16)
+    attn[0, 5] = 1000.0
+    strided = torch.randn(rows, h + 16, generator=g).to(torch.bfloat16)[:, :h]
+    strided.copy_(mlp)  # a row stride that is not the width
+    q, scale = _run_kernel_interpreted(attn, strided, tmp_path)
+    rq, rscale = gelu_cat_quantize_reference(attn, mlp)
+    assert q.dtype == FP8_DTYPE and q.shape == (rows, a + h)
+    # GELU's tanh as a sigmoid can round a bf16 value one step apart: scales agree to < 1 %.
+    assert torch.allclose(scale, rscale, rtol=1e-2, atol=0)
+    assert float(scale[0]) == pytest.approx(1000.0 / 448.0, rel=1e-3)
+    # Triton's interpreter converts to fp8 unlike the card (which rounds to nearest even): it
+    # flushes subnormals to zero, rounds ties away from zero, and loses the carry when a value
+    # rounds up to a power of two (127.9 -> 64). Compare the normal range allowing for those:
+    # each value one fp8 step off at most, or half of a power of two, and few values off.
+    got, want = q.float(), rq.float()
+    normal = want.abs() >= 2**-6
+    assert normal.float().mean() > 0.5
+    off = (got - want).abs() > 0
+    one_step = (got - want).abs() <= 0.125 * want.abs()
+    lost_carry = (torch.log2(got.abs()).frac() == 0) & (
+        (2 * got - want).abs() <= 0.125 * want.abs()
+    )
+    assert bool((one_step | lost_carry)[normal].all())
+    assert float(off[normal].float().mean()) < 0.05
+    kept = normal & ~lost_carry
+    dequantised, expected = (got * scale)[kept], (want * rscale)[kept]
+    assert float((dequantised - expected).norm() / expected.norm()) < 0.01
