@@ -52,11 +52,16 @@ class Recorder:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def _measure(device: str, call: Callable[[int], Any], repeats: int) -> tuple[dict[str, Any], Any]:
-    """Warm-up call (timed apart: it compiles), then `repeats` timed calls; peak of them all."""
+def _measure(
+    device: str, call: Callable[[int], Any], repeats: int, compiling: Any = None
+) -> tuple[dict[str, Any], Any]:
+    """Warm-up call (timed apart: its shape may compile, in the background where `compiling`
+    is the runner's CompiledPaths, waited for here), then `repeats` timed calls; peak of all."""
     reset_peak(device)
     t = time.perf_counter()
     out = call(0)
+    if compiling is not None:
+        compiling.wait_idle(timeout_s=900)
     sync(device)
     first = time.perf_counter() - t
     times = []
@@ -263,6 +268,8 @@ def run_images(
         report = apply_speed_profile(pipe, plan, cache_dir=Path("/tmp/fluxbench-cache"))
         sync(device)
         torch.cuda.empty_cache()
+        if report.paths is not None:
+            runner.attach_compiled(report.paths)
         log(f"{profile}: applied ({report.compiled}, fp8={bool(report.fp8)})")
         before_pipes = _gib(device)
         for op in OPS:
@@ -271,9 +278,13 @@ def run_images(
                 rec.flush()
                 continue
             stats, results = _measure(
-                device, lambda i, op=op: runner.generate([requests[op](i)]), repeats
+                device,
+                lambda i, op=op: runner.generate([requests[op](i)]),
+                repeats,
+                runner.compiled,
             )
             stats["size"] = list(results[0].images[0].size)
+            stats["path"] = results[0].path
             if op == "upscale_2048":
                 stats["tiles"] = len(tile_grid(big, big, 1152))
             rec.put(profile, op, stats)

@@ -65,10 +65,11 @@ class _Dispatch:
 
 
 def compile_targets(pipe: Any) -> list[torch.nn.Module]:
-    """The modules compiled: the transformer's repeated blocks and the VAE decoder."""
+    """The modules compiled: the transformer's repeated blocks, the VAE decoder and encoder
+    (image jobs encode their source)."""
     names = set(getattr(pipe.transformer, "_repeated_blocks", ()) or ())
     blocks = [m for m in pipe.transformer.modules() if type(m).__name__ in names]
-    return [*blocks, pipe.vae.decoder]
+    return [*blocks, pipe.vae.decoder, pipe.vae.encoder]
 
 
 Warm = Callable[[ShapeKey], Any]

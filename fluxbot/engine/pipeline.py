@@ -272,8 +272,9 @@ class FluxRunner:
             self.compiled.close()
 
     def _warm_shape(self, key: ShapeKey) -> torch.Tensor:
-        """One step and a decode at `key`'s shape, through a private copy of the pipeline (the
-        compile thread never touches the pipeline or scheduler the jobs use); its latents."""
+        """One step, a decode and an encode (image jobs encode their source) at `key`'s shape,
+        through a private copy of the pipeline (the compile thread never touches the pipeline
+        or scheduler the jobs use); its latents."""
         if self._warm_pipe is None:
             self._warm_pipe = private_pipeline(self.pipe)
         pipe = self._warm_pipe
@@ -299,6 +300,14 @@ class FluxRunner:
                 output_type="latent",
             ).images
         self._decode(packed, key.width, key.height, None)
+        vae = pipe.vae
+        # The source as an image job's goes in: diffusers' preprocessing (its layout) of
+        # pictures, an inference tensor.
+        blank = [Image.new("RGB", (key.width, key.height))] * key.images
+        with torch.inference_mode():
+            source = pipe.image_processor.preprocess(blank, height=key.height, width=key.width)
+            source = source.to(next(vae.parameters()).device, vae.dtype)
+            vae.encode(source)
         self._sync()
         return packed
 
