@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--count4", type=int, default=3)
     e2e.add_argument("--burst", type=int, default=20)
     e2e.add_argument("--burst-users", type=int, default=5)
+    e2e.add_argument("--mixed", type=int, default=40, help="jobs over every preset, counts 1-4")
     e2e.add_argument("--out", type=Path, default=DEFAULT_OUT)
     e2e.add_argument("--budget-s", type=float, default=1e9, help="no new profile after this")
     acks = sub.add_parser("acks", help="acks under a burst of /imagine: fluxbot run vs fake")
@@ -349,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command_e2e(args: argparse.Namespace) -> int:
-    """Issue #17's time to image: the real bot, each speed profile, three scenarios."""
+    """Issue #17's time to image: the real bot, each speed profile, four scenarios."""
     from bench.e2e import render, run_e2e, scenarios
 
     if args.arch == "tiny":
@@ -367,7 +368,7 @@ def command_e2e(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         out=args.out,
         log=_log,
-        plan=scenarios(args.single, args.count4, args.burst, args.burst_users),
+        plan=scenarios(args.single, args.count4, args.burst, args.burst_users, args.mixed),
         steps=args.steps,
         device=args.device,
         budget_s=args.budget_s,

@@ -6,7 +6,10 @@ each speed profile against tests/fake_discord, waits until the bot has compiled 
 
 - single: one 1024x1024 image at a time on an idle bot;
 - count4: one job of four images at a time;
-- burst: 20 jobs from 5 users sent at once.
+- burst: 20 jobs from 5 users sent at once;
+- mixed: 40 jobs from 5 users sent at once over every aspect preset and counts 1-4: once the
+  bot has compiled, no job may recompile (Dynamo's recompile log, `TORCH_LOGS=recompiles`, in
+  the bot's output) nor take more than 2x its shape's median GPU time (text + denoise + decode).
 
 Per job, from the fake's own clock (the interaction's dispatch, and when each REST call the bot
 made was answered): deferred, queued message, first progress edit, result posted (its upload
@@ -44,16 +47,32 @@ class Scenario:
     users: int  # jobs are spread over this many users
     count: int
     concurrent: bool
+    mixed: bool = False  # every aspect preset, counts 1-4 (`count` unused)
+
+    def shape(self, i: int) -> tuple[str | None, int]:
+        """The aspect preset (None: the bot's default) and count of job `i`."""
+        if not self.mixed:
+            return None, self.count
+        from fluxbot.core.requests import ASPECT_PRESETS
+
+        aspects = list(ASPECT_PRESETS)
+        return aspects[i % len(aspects)], 1 + (i // len(aspects)) % 4
 
 
 def scenarios(
-    single: int = 5, count4: int = 3, burst: int = 20, burst_users: int = 5
+    single: int = 5, count4: int = 3, burst: int = 20, burst_users: int = 5, mixed: int = 40
 ) -> list[Scenario]:
-    return [
+    plan = [
         Scenario("single", single, 1, 1, False),
         Scenario("count4", count4, 1, 4, False),
         Scenario("burst", burst, burst_users, 1, True),
     ]
+    if mixed:
+        plan.append(Scenario("mixed", mixed, burst_users, 1, True, mixed=True))
+    return plan
+
+
+RECOMPILE = "Recompiling function"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -138,10 +157,19 @@ def _job_marks(server: Any, record: Any) -> dict[str, Any]:
     return marks
 
 
-async def _one_job(server: Any, user: Any, prompt: str, count: int, steps: int | None) -> Any:
+async def _one_job(
+    server: Any,
+    user: Any,
+    prompt: str,
+    count: int,
+    steps: int | None,
+    aspect: str | None = None,
+) -> Any:
     options: dict[str, Any] = {"prompt": prompt, "count": count}
     if steps is not None:
         options["steps"] = steps
+    if aspect is not None:
+        options["aspect"] = aspect
     record = await server.slash(user, "imagine", options)
     token = record.token
 
@@ -166,8 +194,9 @@ async def run_scenario(
                         server,
                         users[i % scenario.users],
                         f"{tag} {scenario.name} {i}: a fox in the snow",
-                        scenario.count,
+                        scenario.shape(i)[1],
                         steps,
+                        scenario.shape(i)[0],
                     )
                     for i in range(scenario.jobs)
                 )
@@ -206,7 +235,10 @@ async def run_profile(
     users = [server.alice, server.bob] + [server.add_user(f"user{i}") for i in range(3)]
     started = time.monotonic()
     env = _bot_env(server, model, profile, gpus, data_dir)
-    process = await start_fluxbot(env, data_dir, capture=False)
+    env["TORCH_LOGS"] = "recompiles"
+    output = data_dir / "output.txt"
+    output.write_text("")
+    process = await start_fluxbot(env, data_dir, output=output)
     result: dict[str, Any] = {"profile": profile, "scenarios": {}}
     try:
         await server.wait_ready(within_s=ready_within_s)
@@ -225,14 +257,19 @@ async def run_profile(
         log(f"{profile}: loaded {result['loaded_s']:.0f} s, compiled {result['compiled_s']:.0f} s")
         await _one_job(server, users[0], f"{profile} first: a warm-up fox", 1, steps)
         for scenario in plan:
+            recompiles_before = _read(output).count(RECOMPILE)
             records = await run_scenario(server, users, scenario, steps, profile)
             await asyncio.sleep(1.0)  # the last job's log line and status delete
             jobs = [_job_marks(server, r) for r in records]
+            for i, job in enumerate(jobs):
+                job["aspect"], job["count"] = scenario.shape(i)
             _add_stages(jobs, log_path.read_text(errors="replace"))
             result["scenarios"][scenario.name] = {
                 "scenario": vars(scenario),
                 "summary": summarise(jobs),
                 "jobs": jobs,
+                "recompiles": _read(output).count(RECOMPILE) - recompiles_before,
+                "slowest_vs_shape_median": slowest_vs_shape_median(jobs),
             }
             posted = result["scenarios"][scenario.name]["summary"]["result_posted"]
             log(f"{profile} {scenario.name}: result posted p50 {posted['p50']} p95 {posted['p95']}")
@@ -244,6 +281,23 @@ async def run_profile(
     result["tracebacks_in_log"] = text.count("Traceback")
     result["jobs_served_compiled"] = text.count("path compiled")
     return result
+
+
+def slowest_vs_shape_median(jobs: list[dict[str, Any]]) -> float | None:
+    """The largest ratio of a job's GPU time (text + denoise + decode) to the median of the jobs
+    of its shape (aspect, count); None when no job has its stages."""
+    by_shape: dict[tuple[Any, Any], list[float]] = {}
+    for job in jobs:
+        if job.get("denoise") is None:
+            continue
+        gpu = job["text"] + job["denoise"] + job["decode"]
+        by_shape.setdefault((job.get("aspect"), job.get("count")), []).append(gpu)
+    ratios = [
+        max(times) / statistics.median(times)
+        for times in by_shape.values()
+        if statistics.median(times) > 0
+    ]
+    return max(ratios) if ratios else None
 
 
 def _add_stages(jobs: list[dict[str, Any]], log_text: str) -> None:
@@ -280,6 +334,13 @@ def render(results: dict[str, Any]) -> str:
             row = [profile, name, str(s["jobs"])]
             row += [cell(s[k]) for k in (*MARKS, *STAGES)]
             lines.append("| " + " | ".join(row) + " |")
+    for profile, entry in results["profiles"].items():
+        for name, scenario in entry.get("scenarios", {}).items():
+            ratio = scenario.get("slowest_vs_shape_median")
+            lines.append(
+                f"\n{profile} {name}: {scenario.get('recompiles')} recompiles; slowest job "
+                + (f"{ratio:.2f}x its shape's median GPU time" if ratio else "–")
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -29,14 +29,24 @@ def bot_env(server: Any, data_dir: Path, **settings: str) -> dict[str, str]:
 
 
 async def start_fluxbot(
-    env: dict[str, str], cwd: Path, *args: str, capture: bool = True
+    env: dict[str, str],
+    cwd: Path,
+    *args: str,
+    capture: bool = True,
+    output: Path | None = None,
 ) -> asyncio.subprocess.Process:
     """`python -m fluxbot ARGS` (default `run`); its output piped (stderr into stdout) to read
-    at the end, or dropped."""
-    output = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
+    at the end, written to `output`, or dropped."""
+    if output is not None:
+        with output.open("ab") as sink:  # the child keeps its own copy of the descriptor
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "fluxbot", *(args or ("run",)), env=env, cwd=cwd,
+                stdout=sink, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+    piped = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fluxbot", *(args or ("run",)), env=env, cwd=cwd,
-        stdout=output, stderr=asyncio.subprocess.STDOUT if capture else output,
+        stdout=piped, stderr=asyncio.subprocess.STDOUT if capture else piped,
     )  # fmt: skip
 
 

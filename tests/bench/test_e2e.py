@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.__main__ import main
 from bench.e2e import MARKS, STAGES, percentile
+from fluxbot.core.requests import ASPECT_PRESETS
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -30,6 +31,7 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
             "--count4", "1",
             "--burst", "3",
             "--burst-users", "2",
+            "--mixed", "9",
             "--work-dir", str(tmp_path / "work"),
             "--out", str(out),
         ]
@@ -38,7 +40,7 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
     results = json.loads((out / "e2e.json").read_text())
     eager = results["profiles"]["eager"]
     assert eager["exit_code"] == 0 and eager["tracebacks_in_log"] == 0
-    assert set(eager["scenarios"]) == {"single", "count4", "burst"}
+    assert set(eager["scenarios"]) == {"single", "count4", "burst", "mixed"}
     burst = eager["scenarios"]["burst"]
     assert burst["summary"]["jobs"] == 3 and len({j["job_id"] for j in burst["jobs"]}) == 3
     for scenario in eager["scenarios"].values():
@@ -49,5 +51,12 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
             assert job["deferred"] <= job["queued_message"] <= job["result_posted"]
         assert all(scenario["summary"][k]["n"] for k in ("deferred", "result_posted"))
     assert set(MARKS) <= set(eager["scenarios"]["single"]["summary"])
+    mixed = eager["scenarios"]["mixed"]
+    # Every aspect preset, counts 1-4: the jobs' images come in the shapes asked for.
+    assert {(j["aspect"], j["count"]) for j in mixed["jobs"]} == {
+        (aspect, 1 + (i // 8) % 4)
+        for i, aspect in zip(range(9), [*ASPECT_PRESETS] * 2, strict=False)
+    }
+    assert mixed["recompiles"] == 0 and mixed["slowest_vs_shape_median"] >= 1.0
     table = (out / "e2e.md").read_text()
     assert "| eager | burst | 3 |" in table
