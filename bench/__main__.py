@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--mixed", type=int, default=40, help="jobs over every preset, counts 1-4")
     e2e.add_argument("--out", type=Path, default=DEFAULT_OUT)
     e2e.add_argument("--budget-s", type=float, default=1e9, help="no new profile after this")
+    e2e.add_argument(
+        "--compiled-within-s", type=float, default=900.0, help="then measure while it compiles"
+    )
     acks = sub.add_parser("acks", help="acks under a burst of /imagine: fluxbot run vs fake")
     acks.add_argument("--model", default="tiny-random", help="FLUXBOT_MODEL for the bot")
     acks.add_argument("--gpus", default="cpu", help="FLUXBOT_GPUS for the bot")
@@ -372,6 +375,7 @@ def command_e2e(args: argparse.Namespace) -> int:
         steps=args.steps,
         device=args.device,
         budget_s=args.budget_s,
+        compiled_within_s=args.compiled_within_s,
     )
     print(render(results))
     failed = [p for p, entry in results["profiles"].items() if "error" in entry]

@@ -73,6 +73,7 @@ def scenarios(
 
 
 RECOMPILE = "Recompiling function"
+SHAPE_COMPILED = re.compile(r"compiled \S+ \(\d+ tokens\) in ([\d.]+) s; jobs of this shape")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -220,6 +221,7 @@ async def run_profile(
     plan: list[Scenario],
     steps: int | None = None,
     ready_within_s: float = 900.0,
+    compiled_within_s: float = 900.0,
 ) -> dict[str, Any]:
     """One bot process with one speed profile through every scenario."""
     from tests.bot_process import start_fluxbot, stop_fluxbot
@@ -249,12 +251,23 @@ async def run_profile(
         )
         result["loaded_s"] = time.monotonic() - started
         # Served from here on (eagerly while compiling); the figures below are the steady state.
-        text = await _wait_log(
-            log_path, _compiled_or_eager, ready_within_s, f"{profile}: the background compile"
-        )
-        result["compiled_s"] = time.monotonic() - started
+        try:
+            await _wait_log(
+                log_path, _compiled_or_eager, compiled_within_s, f"{profile}: the compile"
+            )
+            result["compiled_s"] = time.monotonic() - started
+        except TimeoutError:
+            # Measured anyway: jobs of the shapes ready run compiled, the others eagerly.
+            result["compiled_s"] = None
+            result["note"] = f"the background compile was not done {compiled_within_s:g} s in"
+        text = _read(log_path)
         result["speed_log"] = [line for line in text.splitlines() if "speed" in line][-12:]
-        log(f"{profile}: loaded {result['loaded_s']:.0f} s, compiled {result['compiled_s']:.0f} s")
+        result["shapes_compiled_s"] = [float(m) for m in SHAPE_COMPILED.findall(text)]
+        log(
+            f"{profile}: loaded {result['loaded_s']:.0f} s, compiled "
+            f"{result['compiled_s'] or float('nan'):.0f} s, "
+            f"{len(result['shapes_compiled_s'])} shapes"
+        )
         await _one_job(server, users[0], f"{profile} first: a warm-up fox", 1, steps)
         for scenario in plan:
             recompiles_before = _read(output).count(RECOMPILE)
@@ -356,6 +369,7 @@ def run_e2e(
     steps: int | None = None,
     device: str = "cuda",
     budget_s: float = 1e9,
+    compiled_within_s: float = 900.0,
 ) -> dict[str, Any]:
     from bench.report import environment
 
@@ -377,6 +391,7 @@ def run_e2e(
                     log=log,
                     plan=plan,
                     steps=steps,
+                    compiled_within_s=compiled_within_s,
                 )
             )
         except Exception as exc:  # keep the other profiles' figures

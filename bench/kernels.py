@@ -5,9 +5,9 @@ in one process on one card, measures at 1024x1024 x1: stock diffusers per image,
 fluxbot's `compile` and `fast` profiles through FluxRunner (text encoding, 4 steps, decode) with
 and without CUDA graphs of the denoising steps, and `fast` again without the single blocks'
 one-pass GELU + concat + fp8 quantise (fluxbot.engine.fp8_fused: Inductor's two kernels
-instead). For each it records the torch
-profiler's kernel-time breakdown of a 4-step denoise (fp8 / bf16 GEMMs, attention, Triton
-reductions / persistent reductions / pointwise, copies) and the gaps between kernels.
+instead), and `fast` with Inductor's coordinate-descent tuning of each Triton kernel. For each
+it records the torch profiler's kernel-time breakdown of a 4-step denoise (fp8 / bf16 GEMMs,
+attention, Triton reductions / persistent reductions / pointwise, copies) and the gaps.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def _ms(fn: Callable[[], Any], iters: int = 5, warm: int = 1) -> float:
 
 def _group(name: str) -> str:
     n = name.lower()
+    if "gelu_cat_quantize" in n:
+        return "fused quantise (fluxbot)"
     if n.startswith("triton"):  # Inductor names kernels after every op fused in, attention too
         return _triton_group(n)
     if "nvjet" in n or "gemm" in n or "cutlass" in n or "xmma" in n or "matmul" in n:
@@ -219,6 +221,8 @@ def _with_and_without_graphs(runner: Any, log: Log, tag: str, counter: _Counter)
 
 
 def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9) -> dict[str, Any]:
+    import torch._inductor.config as inductor_config
+
     from bench.model import build_pipeline
     from bench.report import environment
     from bench.runs import apply_bot_switches
@@ -252,6 +256,8 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
         started = time.perf_counter()
         try:
             torch._dynamo.reset()
+            # fast_tuned: Inductor tunes each Triton kernel's block sizes (coordinate descent).
+            inductor_config.coordinate_descent_tuning = phase == "fast_tuned"
             if pipe is None:
                 pipe = build_pipeline("full", "cuda")
             profile = SpeedProfile.COMPILE if phase == "compile" else SpeedProfile.FAST
@@ -263,6 +269,8 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
         except Exception as exc:
             log(f"{phase} failed: {exc!r}")
             result[phase] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+        finally:
+            inductor_config.coordinate_descent_tuning = False
         result[phase]["phase_s"] = time.perf_counter() - started
         save()
         # A fresh model per profile: the fp8 conversion and compiled graphs stay with it.

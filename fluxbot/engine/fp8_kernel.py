@@ -8,6 +8,7 @@ the `tl.constexpr` annotations of the kernel's signature.
 """
 
 import functools
+import os
 from typing import Any
 
 try:
@@ -15,11 +16,9 @@ try:
 except ImportError:  # the CPU install: the op's reference path runs instead
     tl = None
 
-FP8_MAX = 448.0
-SQRT_2_OVER_PI = 0.7978845608028654
-GELU_COEF = 0.044715
-
 if tl is not None:
+    # Constants are literals in the kernel: Triton reads globals only as constexpr objects,
+    # which its interpreter does not take in every op (448: e4m3's largest finite value).
 
     def _gelu_cat_quantize_rows(
         attn_ptr,
@@ -42,14 +41,14 @@ if tl is not None:
         x = m.to(tl.float32)
         # GELU(tanh): 0.5 x (1 + tanh(u)) == x * sigmoid(2u); rounded to the input dtype as
         # the concatenated activation is in the unfused path.
-        g = x * tl.sigmoid(2.0 * SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x))
+        g = x * tl.sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x))  # 2 sqrt(2/pi)
         g = g.to(a_raw.dtype).to(tl.float32)
         amax = tl.maximum(tl.max(tl.abs(a), axis=0), tl.max(tl.abs(g), axis=0))
-        scale = tl.maximum(amax, 1e-12) / FP8_MAX
+        scale = tl.maximum(amax, 1e-12) / 448.0
         tl.store(scale_ptr + row, scale)
         out = q_ptr + row * (A + H)
-        qa = tl.clamp(a / scale, -FP8_MAX, FP8_MAX).to(tl.float8e4nv)
-        qg = tl.clamp(g / scale, -FP8_MAX, FP8_MAX).to(tl.float8e4nv)
+        qa = tl.clamp(a / scale, -448.0, 448.0).to(tl.float8e4nv)
+        qg = tl.clamp(g / scale, -448.0, 448.0).to(tl.float8e4nv)
         tl.store(out + offs_a, qa, mask=offs_a < A)
         tl.store(out + A + offs_h, qg, mask=offs_h < H)
 
@@ -62,9 +61,18 @@ def available() -> bool:
 def _compiled() -> Any:
     import triton
 
-    # Under TRITON_INTERPRET=1 (set before Triton is imported: the CPU tests do so in a
-    # subprocess) this is Triton's interpreter, running the same kernel on CPU tensors.
-    return triton.jit(_gelu_cat_quantize_rows)
+    kernel = triton.jit(_gelu_cat_quantize_rows)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        # Triton's interpreter (set before Triton is imported: the CPU tests do so in a
+        # subprocess) runs the same kernel on CPU tensors; it has nothing to autotune.
+        return kernel
+    # Warps per row: tried once per width at the first call (the outputs are rewritten whole
+    # each time, so the trials leave nothing behind).
+    configs = [triton.Config({}, num_warps=w) for w in WARPS]
+    return triton.autotune(configs=configs, key=["A", "H"])(kernel)
+
+
+WARPS = (4, 8, 16, 32)
 
 
 def launch(attn: Any, mlp: Any, q: Any, scale: Any) -> None:
@@ -76,7 +84,6 @@ def launch(attn: Any, mlp: Any, q: Any, scale: Any) -> None:
     h_width = mlp.shape[1]
     block_a = triton.next_power_of_2(a_width)
     block_h = triton.next_power_of_2(h_width)
-    warps = 16 if block_a + block_h >= 8192 else 4
     _compiled()[(rows,)](
         attn,
         mlp,
@@ -88,5 +95,4 @@ def launch(attn: Any, mlp: Any, q: Any, scale: Any) -> None:
         h_width,
         block_a,
         block_h,
-        num_warps=warps,
     )
