@@ -38,6 +38,13 @@ def test_each_profile_runs_as_asked_on_a_card_that_has_everything() -> None:
     assert not plan_speed(SpeedProfile.EAGER, HOPPER).compile
 
 
+def test_only_fast_replays_its_denoising_steps_as_cuda_graphs() -> None:
+    # Measured on an H200: fp8 gains 2-42 ms an image from step graphs, bf16 compile nothing.
+    assert plan_speed(SpeedProfile.FAST, HOPPER).step_graphs
+    assert not plan_speed(SpeedProfile.COMPILE, HOPPER).step_graphs
+    assert not plan_speed(SpeedProfile.FAST, AMPERE).step_graphs  # fell back to compile
+
+
 def test_auto_picks_the_fastest_profile_the_device_runs_and_says_why(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
