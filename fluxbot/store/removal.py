@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
@@ -54,6 +55,47 @@ async def delete_job_rows(session: AsyncSession, job_ids: Sequence[int]) -> tupl
             paths.append(path)
             size += size_bytes
         await session.execute(delete(JobRow).where(JobRow.id.in_(chunk)))
+    return paths, size
+
+
+SOURCE_GRACE = timedelta(hours=1)
+"""A source image newer than this is never pruned: its job may be on its way to the store."""
+
+
+async def delete_unused_sources(
+    session: AsyncSession, job_ids: Sequence[int], *, now: datetime
+) -> tuple[list[str], int]:
+    """Before `job_ids` are deleted: delete the source images (uploads, parents' images) that
+    only those jobs use, stored before `now - SOURCE_GRACE`; returns their paths and size."""
+    used: set[tuple[int, str]] = set()
+    for start in range(0, len(job_ids), _CHUNK):
+        chunk = job_ids[start : start + _CHUNK]
+        rows = await session.execute(
+            select(JobRow.user_id, JobRow.source_sha256).where(
+                JobRow.id.in_(chunk), JobRow.source_sha256.is_not(None)
+            )
+        )
+        used.update((user_id, sha) for user_id, sha in rows if sha is not None)
+    doomed = set(job_ids)
+    paths: list[str] = []
+    size = 0
+    for user_id, sha in sorted(used):
+        others = await session.scalars(
+            select(JobRow.id).where(JobRow.user_id == user_id, JobRow.source_sha256 == sha)
+        )
+        if any(job_id not in doomed for job_id in others):
+            continue
+        source = await session.scalar(
+            select(SourceImage).where(
+                SourceImage.user_id == user_id,
+                SourceImage.sha256 == sha,
+                SourceImage.created_at < now - SOURCE_GRACE,
+            )
+        )
+        if source is not None:
+            paths.append(source.path)
+            size += source.size_bytes
+            await session.delete(source)
     return paths, size
 
 

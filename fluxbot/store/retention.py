@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
 from fluxbot.store.models import ACTIVE_STATUSES, FINISHED_STATUSES, Image, JobRow, SeedUse
-from fluxbot.store.removal import Removal, delete_job_rows
+from fluxbot.store.removal import Removal, delete_job_rows, delete_unused_sources
 from fluxbot.store.types import utcnow
 
 GIB = 1024**3
@@ -43,10 +43,16 @@ class RetentionPolicy:
 
 
 async def prune(
-    db: Database, files: ImageFiles, policy: RetentionPolicy, *, now: datetime | None = None
+    db: Database,
+    files: ImageFiles,
+    policy: RetentionPolicy,
+    *,
+    sources: ImageFiles | None = None,
+    now: datetime | None = None,
 ) -> Removal:
     """Delete finished jobs older than `policy.days`, then the oldest finished jobs with images
-    until the images total at most `policy.max_bytes`. Seed history ages out with `days` too."""
+    until the images total at most `policy.max_bytes`; with them the source images (in
+    `sources`) no job left uses. Seed history ages out with `days` too."""
     if not policy.enabled:
         return Removal()
     now = now or utcnow()
@@ -66,9 +72,18 @@ async def prune(
             )
         if policy.max_bytes > 0:
             doomed.extend(await _over_budget(session, policy.max_bytes, set(doomed)))
+        source_paths, source_size = [], 0
+        if sources is not None:
+            source_paths, source_size = await delete_unused_sources(session, doomed, now=now)
         paths, size = await delete_job_rows(session, doomed)
     await asyncio.to_thread(files.remove, paths)
-    return Removal(jobs=len(doomed), images=len(paths), bytes_freed=size)
+    if sources is not None:
+        await asyncio.to_thread(sources.remove, source_paths)
+    return Removal(
+        jobs=len(doomed),
+        images=len(paths) + len(source_paths),
+        bytes_freed=size + source_size,
+    )
 
 
 async def _over_budget(session: AsyncSession, max_bytes: int, already: set[int]) -> list[int]:

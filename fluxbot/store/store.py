@@ -168,8 +168,9 @@ class Store:
         return self.files.absolute(relative)
 
     async def prune(self, policy: RetentionPolicy, *, now: datetime | None = None) -> Removal:
-        """Apply retention: delete old or excess finished jobs with their files."""
-        return await prune(self.db, self.files, policy, now=now)
+        """Apply retention: delete old or excess finished jobs with their files, and the
+        source images no remaining job uses."""
+        return await prune(self.db, self.files, policy, sources=self.sources.files, now=now)
 
     async def delete_jobs(self, job_ids: Sequence[int]) -> Removal:
         return await delete_jobs(self.db, self.files, job_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+from fluxbot.core.edits import ImageEdit, Operation
 from fluxbot.core.requests import JobStatus
 from fluxbot.store import JobRow, RetentionPolicy, Store
 
@@ -83,3 +84,38 @@ async def test_active_jobs_survive_even_over_the_cap(store: Store) -> None:
     assert removal.jobs == 0
     assert await _ids(store) == {running.id}
     assert store.image_path(running.images[0].path).exists()
+
+
+async def _vary_job(store: Store, age: timedelta, sha: str) -> JobRow:
+    edit = ImageEdit(Operation.VARY, source_sha256=sha, strength=0.5, parent="p")
+    request = make_request(seed=int(age.total_seconds()) + 7, edit=edit)
+    job = await store.jobs.create(1, request, now=NOW - age)
+    await store.jobs.mark_running(job.id, "cuda:0")
+    return await store.finish_job(job, [encoded(job.seed)])
+
+
+async def test_a_source_image_goes_with_the_last_job_that_used_it(store: Store) -> None:
+    # Regression: pruned jobs left their source images (uploads, parents' images) behind for
+    # ever, rows and files, outside any size cap.
+    async def source(sha: str, age: timedelta = timedelta(days=20)) -> str:
+        row = await store.sources.save(1, sha, b"png bytes " + sha.encode(), "png", 8, 8)
+        row.created_at = NOW - age
+        async with store.db.write() as session:
+            await session.merge(row)
+        return row.path
+
+    only_old, shared, just_stored = "a" * 64, "b" * 64, "c" * 64
+    only_old_path, shared_path = await source(only_old), await source(shared)
+    # Stored minutes ago (a new upload of the same picture whose job is on its way): it stays.
+    await source(just_stored, timedelta(minutes=10))
+    await _vary_job(store, timedelta(days=10), just_stored)
+    await _vary_job(store, timedelta(days=10), only_old)
+    await _vary_job(store, timedelta(days=10), shared)
+    kept = await _vary_job(store, timedelta(days=1), shared)
+    removal = await store.prune(RetentionPolicy(days=7), now=NOW)
+    assert removal.jobs == 3
+    assert [s.sha256 for s in await store.sources.for_user(1)] == [shared, just_stored]
+    assert not store.sources.files.absolute(only_old_path).exists()
+    assert store.sources.files.absolute(shared_path).exists()
+    assert await store.sources.load(1, shared)  # the job still there can run again
+    assert kept.id in await _ids(store)
