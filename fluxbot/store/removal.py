@@ -58,6 +58,15 @@ async def delete_job_rows(session: AsyncSession, job_ids: Sequence[int]) -> tupl
     return paths, size
 
 
+async def remove_files(
+    files: ImageFiles, paths: list[str], sources: ImageFiles | None, source_paths: list[str]
+) -> None:
+    """Remove deleted rows' files (after the rows' transaction committed), off the loop."""
+    await asyncio.to_thread(files.remove, paths)
+    if sources is not None:
+        await asyncio.to_thread(sources.remove, source_paths)
+
+
 SOURCE_GRACE = timedelta(hours=1)
 """A source image newer than this is never pruned: its job may be on its way to the store."""
 
@@ -144,9 +153,7 @@ async def delete_user_data(
         deleted = cast(
             CursorResult[Any], await session.execute(delete(User).where(User.id == user_id))
         )
-    await asyncio.to_thread(files.remove, paths)
-    if sources is not None:
-        await asyncio.to_thread(sources.remove, source_paths)
+    await remove_files(files, paths, sources, source_paths)
     return Removal(
         jobs=len(job_ids),
         images=len(paths) + len(source_paths),

@@ -5,7 +5,6 @@ Queued and running jobs are never pruned, whatever their age.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fluxbot.store.db import Database
 from fluxbot.store.files import ImageFiles
 from fluxbot.store.models import ACTIVE_STATUSES, FINISHED_STATUSES, Image, JobRow, SeedUse
-from fluxbot.store.removal import Removal, delete_job_rows, delete_unused_sources
+from fluxbot.store.removal import (
+    Removal,
+    delete_job_rows,
+    delete_unused_sources,
+    remove_files,
+)
 from fluxbot.store.types import utcnow
 
 GIB = 1024**3
@@ -72,13 +76,12 @@ async def prune(
             )
         if policy.max_bytes > 0:
             doomed.extend(await _over_budget(session, policy.max_bytes, set(doomed)))
-        source_paths, source_size = [], 0
+        source_paths: list[str] = []
+        source_size = 0
         if sources is not None:
             source_paths, source_size = await delete_unused_sources(session, doomed, now=now)
         paths, size = await delete_job_rows(session, doomed)
-    await asyncio.to_thread(files.remove, paths)
-    if sources is not None:
-        await asyncio.to_thread(sources.remove, source_paths)
+    await remove_files(files, paths, sources, source_paths)
     return Removal(
         jobs=len(doomed),
         images=len(paths) + len(source_paths),
