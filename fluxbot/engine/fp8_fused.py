@@ -114,14 +114,35 @@ def fusable(block: nn.Module) -> bool:
     )
 
 
+TUNE_ROWS = 4096 + 256
+"""Rows the kernel is tuned on at load: a 1024x1024 image's tokens and the text's."""
+
+
 def fuse_single_blocks_(transformer: nn.Module) -> int:
     """Give every eligible single block the one-pass forward; returns how many."""
-    fused = 0
+    fused: list[nn.Module] = []
     for block in transformer.modules():
         if fusable(block):
             block.forward = types.MethodType(_fused_forward, block)
-            fused += 1
-    return fused
+            fused.append(block)
+    if fused:
+        _warm_kernel(fused[0])
+    return len(fused)
+
+
+def _warm_kernel(block: Any) -> None:
+    """Compile and autotune the CUDA kernel now, on the loading thread: later its first call
+    could fall in another thread's CUDA graph capture, which its timing syncs would break."""
+    weight = block.proj_out.qweight
+    if weight.device.type != "cuda" or not fp8_kernel.available():
+        return
+    dtype = block.proj_out.compute_dtype
+    attn_width = block.proj_out.in_features - block.proj_mlp.out_features
+    with torch.inference_mode():
+        attn = torch.zeros(TUNE_ROWS, attn_width, dtype=dtype, device=weight.device)
+        mlp = torch.zeros(TUNE_ROWS, block.proj_mlp.out_features, dtype=dtype, device=weight.device)
+        gelu_cat_quantize(attn, mlp)
+    torch.cuda.synchronize(weight.device)
 
 
 def unfuse_single_blocks_(transformer: nn.Module) -> int:
