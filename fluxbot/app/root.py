@@ -15,6 +15,7 @@ from fluxbot.app.derive import Deriver
 from fluxbot.app.service import JobService
 from fluxbot.app.styles import StyleCatalog, load_styles
 from fluxbot.config import Backend, MemoryProfile, Settings
+from fluxbot.core.edits import edit_sizes
 from fluxbot.core.requests import ASPECT_PRESETS, GenerationResult, SizeLimits
 from fluxbot.devices.discovery import DeviceInfo, discover_devices, select_devices
 from fluxbot.devices.memory import take_snapshot
@@ -108,12 +109,30 @@ def runner_factory(
             speed=settings.speed_profile,
             cache_dir=settings.cache_dir,
             warm_sizes=list(ASPECT_PRESETS.values()),
+            edit_sizes=preset_edit_sizes(settings),
             component_devices=split,
             loras=loras,
             lora_capacity=settings.max_loras,
         )
 
     return build
+
+
+def preset_edit_sizes(settings: Settings) -> list[tuple[int, int]]:
+    """The sizes an upscale or a pan of an aspect preset's image runs at, under the operator's
+    limits: compiled at start too, so those image jobs never wait on a compile either."""
+    sizes: list[tuple[int, int]] = []
+    for width, height in ASPECT_PRESETS.values():
+        sizes += edit_sizes(
+            width,
+            height,
+            tile=settings.upscale_tile,
+            max_width=settings.max_width,
+            max_height=settings.max_height,
+            max_megapixels=settings.max_megapixels,
+            upscale_max_side=settings.upscale_max_side,
+        )
+    return list(dict.fromkeys(sizes))
 
 
 def build_classifier(settings: Settings) -> ImageClassifier | None:

@@ -211,6 +211,28 @@ def tile_grid(width: int, height: int, tile: int, overlap: int = UPSCALE_OVERLAP
     ]
 
 
+def edit_sizes(
+    width: int,
+    height: int,
+    *,
+    tile: int,
+    max_width: int,
+    max_height: int,
+    max_megapixels: float,
+    upscale_max_side: int,
+) -> list[tuple[int, int]]:
+    """The sizes the transformer runs at when a `width` x `height` image is upscaled (its
+    tiles) or panned (the canvases); vary, remix and zoom keep the image's own size."""
+    sizes: list[tuple[int, int]] = []
+    if max(width, height) * UPSCALE_FACTOR <= upscale_max_side:
+        big = upscale_size(width, height, upscale_max_side)
+        sizes += [(box.width, box.height) for box in tile_grid(*big, tile)]
+    for direction in PanDirection:
+        layout = pan_layout(width, height, direction, max_width, max_height, max_megapixels)
+        sizes.append(layout.canvas)
+    return list(dict.fromkeys(sizes))
+
+
 def fit_size(width: int, height: int, max_side: int, max_megapixels: float) -> tuple[int, int]:
     """An image prompt's output size: the upload's aspect ratio near one megapixel, within the
     operator's limits, multiples of 16."""

@@ -178,6 +178,7 @@ class FluxRunner:
         speed: SpeedProfile = SpeedProfile.EAGER,
         cache_dir: Path | None = None,
         warm_sizes: Sequence[tuple[int, int]] = (),
+        edit_sizes: Sequence[tuple[int, int]] = (),
         component_devices: Mapping[str, str] | None = None,
         loras: Sequence[LoraSpec] = (),
         lora_capacity: int = DEFAULT_CAPACITY,
@@ -195,8 +196,9 @@ class FluxRunner:
         built before those steps (fluxbot.engine.lora); otherwise each loads as a named
         adapter when a job first needs it.
         With `background_compile` the runner is returned at once and serves eagerly while the
-        `warm_sizes` (each with 1-4 images) compile on a background thread; otherwise they are
-        compiled before it returns.
+        `warm_sizes` (each with 1-4 images), then the `edit_sizes` (one image: upscale tiles,
+        pan canvases) compile on a background thread; otherwise they are compiled before it
+        returns.
         """
         from fluxbot.engine.memory_profiles import apply_memory_profile, plan_memory
         from fluxbot.engine.speed import (
@@ -252,6 +254,7 @@ class FluxRunner:
         if report.paths is not None:
             runner.attach_compiled(report.paths)
             shapes = warm_shapes(warm_sizes)
+            shapes += [s for s in warm_shapes(edit_sizes, counts=(1,)) if s not in shapes]
             if background_compile:
                 log.info("compiling %d shape(s) in the background; serving eagerly", len(shapes))
                 report.paths.request(shapes)

@@ -13,6 +13,7 @@ from fluxbot.core.edits import (
     Pipeline,
     check_strength,
     denoise_steps,
+    edit_sizes,
     fit_size,
     pan_layout,
     tile_grid,
@@ -213,3 +214,14 @@ def test_edits_refuse_what_they_cannot_run() -> None:
         ImageEdit(Operation.VARY, source_sha256=SHA)
     with pytest.raises(ValueError):
         ImageEdit(Operation.PAN, source_sha256=SHA, pan="sideways", box=(0, 0, 16, 16))
+
+
+def test_edit_sizes_are_the_upscale_tiles_and_the_pan_canvases() -> None:
+    limits = {"max_width": 2048, "max_height": 2048, "max_megapixels": 2.0}
+    sizes = edit_sizes(1024, 1024, tile=1152, upscale_max_side=4096, **limits)
+    tiles = {(b.width, b.height) for b in tile_grid(2048, 2048, 1152)}
+    pans = {pan_layout(1024, 1024, d, **limits).canvas for d in PanDirection}
+    assert set(sizes) == tiles | pans and len(sizes) == len(set(sizes))
+    assert pans == {(1536, 1024), (1024, 1536)}
+    # An image that may not be upscaled again has no tiles to warm.
+    assert set(edit_sizes(1024, 1024, tile=1152, upscale_max_side=1024, **limits)) == pans

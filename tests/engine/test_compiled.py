@@ -15,7 +15,15 @@ import torch
 from torch._dynamo.utils import counters
 
 from fluxbot.config import SpeedProfile
-from fluxbot.core.edits import ImageEdit, Operation, zoom_layout
+from fluxbot.core.edits import (
+    Box,
+    ImageEdit,
+    Operation,
+    PanDirection,
+    edit_sizes,
+    pan_layout,
+    zoom_layout,
+)
 from fluxbot.core.requests import ASPECT_RATIOS, GenerationRequest, aspect_size
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey
 from fluxbot.engine.encoding import encode_png
@@ -23,6 +31,10 @@ from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
 from fluxbot.engine.speed import warm_shapes
 
 SIZES = [aspect_size(aspect, 1 / 64) for aspect in ASPECT_RATIOS]  # every preset, small
+TILE = 1024
+LIMITS = {"max_width": 2048, "max_height": 2048, "max_megapixels": 2.0, "upscale_max_side": 4096}
+# What an upscale or a pan of the first preset's image runs at (warmed at start as the bot does).
+EDIT_SIZES = edit_sizes(*SIZES[0], tile=TILE, **LIMITS)
 
 
 def _graphs() -> int:
@@ -37,6 +49,7 @@ def runner() -> FluxRunner:
         speed=SpeedProfile.COMPILE,
         compile_backend="eager",
         warm_sizes=SIZES,
+        edit_sizes=EDIT_SIZES,
         background_compile=True,
     )
 
@@ -83,17 +96,34 @@ def test_image_jobs_of_a_compiled_shape_run_compiled_without_recompiling(
     source = encode_png(made[0].images[0], {"prompt": "a fox"}, 4).data
     sha = hashlib.sha256(source).hexdigest()
     box = zoom_layout(width, height, 2.0).source
+    left = pan_layout(width, height, PanDirection.LEFT, **_pan_limits())
+    up = pan_layout(width, height, PanDirection.UP, **_pan_limits())
+
     edits = [
-        ImageEdit(Operation.VARY, sha, source=source, strength=0.7, parent="p", parent_index=0),
-        ImageEdit(
-            Operation.ZOOM, sha, source=source, zoom=2.0, box=(box.x, box.y, box.width, box.height)
-        ),
-    ]
+        (ImageEdit(Operation.VARY, sha, source=source, strength=0.7), (width, height)),
+        (ImageEdit(Operation.ZOOM, sha, source=source, zoom=2.0, box=_box(box)), (width, height)),
+        # Regression: an upscale's tiles and a pan's canvas are new shapes; compiled at start
+        # now, so these image jobs do not run eagerly (nor recompile) either.
+        (ImageEdit(Operation.PAN, sha, source=source, pan=PanDirection.LEFT, box=_box(left.source)),
+         left.canvas),
+        (ImageEdit(Operation.PAN, sha, source=source, pan=PanDirection.UP, box=_box(up.source)),
+         up.canvas),
+        (ImageEdit(Operation.UPSCALE, sha, source=source, strength=0.3, tile=TILE),
+         (2 * width, 2 * height)),
+    ]  # fmt: skip
     graphs = _graphs()
-    for seed, edit in enumerate(edits):
-        request = GenerationRequest("a fox", seed, width=width, height=height, steps=2, edit=edit)
+    for seed, (edit, (w, h)) in enumerate(edits):
+        request = GenerationRequest("a fox", seed, width=w, height=h, steps=2, edit=edit)
         assert runner.generate([request])[0].path == "compiled", edit.operation
     assert _graphs() == graphs, "an image job recompiled"
+
+
+def _box(box: Box) -> tuple[int, int, int, int]:
+    return (box.x, box.y, box.width, box.height)
+
+
+def _pan_limits() -> dict[str, float]:
+    return {k: v for k, v in LIMITS.items() if k != "upscale_max_side"}
 
 
 def test_an_unwarmed_shape_runs_eagerly_and_compiles_for_the_next_job(runner: FluxRunner) -> None:
