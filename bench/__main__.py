@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--burst", type=int, default=20)
     e2e.add_argument("--burst-users", type=int, default=5)
     e2e.add_argument("--mixed", type=int, default=40, help="jobs over every preset, counts 1-4")
+    e2e.add_argument("--image-ops", type=int, default=16, help="image actions pressed on results")
     e2e.add_argument("--out", type=Path, default=DEFAULT_OUT)
     e2e.add_argument("--budget-s", type=float, default=1e9, help="no new profile after this")
     e2e.add_argument(
@@ -376,6 +377,7 @@ def command_e2e(args: argparse.Namespace) -> int:
         device=args.device,
         budget_s=args.budget_s,
         compiled_within_s=args.compiled_within_s,
+        image_ops=args.image_ops,
     )
     print(render(results))
     failed = [p for p, entry in results["profiles"].items() if "error" in entry]

@@ -9,7 +9,9 @@ each speed profile against tests/fake_discord, waits until the bot has compiled 
 - burst: 20 jobs from 5 users sent at once;
 - mixed: 40 jobs from 5 users sent at once over every aspect preset and counts 1-4: once the
   bot has compiled, no job may recompile (Dynamo's recompile log, `TORCH_LOGS=recompiles`, in
-  the bot's output) nor take more than 2x its shape's median GPU time (text + denoise + decode).
+  the bot's output) nor take more than 2x its shape's median GPU time (text + denoise + decode);
+- images: image actions (vary, zoom, pan, upscale) pressed on those results one at a time,
+  each (result, operation) twice: click -> result posted, and recompiles as above.
 
 Per job, from the fake's own clock (the interaction's dispatch, and when each REST call the bot
 made was answered): deferred, queued message, first progress edit, result posted (its upload
@@ -73,6 +75,10 @@ def scenarios(
 
 
 RECOMPILE = "Recompiling function"
+# Image actions pressed on results (custom id operation codes of fluxbot.bot.cogs.edits):
+# the cheap ones first, so a short run still covers img2img and outpainting.
+IMAGE_OPS = ("vary1", "z2", "pl", "up", "vary2", "z15", "pu", "pr", "pd")
+BUTTON_JOB = re.compile(r"^flux:img:[a-z0-9]+:([A-Za-z0-9_-]+):\d+$")
 SHAPE_COMPILED = re.compile(r"compiled \S+ \(\d+ tokens\) in ([\d.]+) s; jobs of this shape")
 
 
@@ -211,6 +217,60 @@ async def run_scenario(
     return records
 
 
+async def run_image_ops(
+    server: Any, user: Any, parents: list[tuple[str, str | None]], jobs: int
+) -> list[dict[str, Any]]:
+    """Press image-action buttons on posted results, one job at a time: `jobs` presses over
+    (parent, operation) pairs, each pair twice. Per job: click -> result posted (seconds, this
+    process's clock), the operation, the parent's aspect and the child's job id."""
+    pairs = [
+        (parents[i % len(parents)], IMAGE_OPS[(i // len(parents)) % len(IMAGE_OPS)])
+        for i in range(max(1, jobs // 2))
+    ]
+    out: list[dict[str, Any]] = []
+    for (job_id, aspect), op in [*pairs, *pairs][:jobs]:
+        original = _result_message(server, job_id)
+        seen = {m.id for m in server.messages()}
+        started = time.monotonic()
+        await server.click(user, original, f"flux:img:{op}:{job_id}:0")
+        child = await server.wait_for_message(
+            lambda m, seen=seen, parent=original.id: (
+                bool(m.attachments and m.embeds)
+                and m.id not in seen
+                and int((m.message_reference or {}).get("message_id", 0)) == parent
+            ),
+            within_s=600,
+        )
+        out.append(
+            {
+                "op": op,
+                "aspect": aspect,
+                "count": 1,
+                "job_id": _button_job(child),
+                "result_posted": time.monotonic() - started,
+            }
+        )
+        await asyncio.sleep(0.5)
+    return out
+
+
+def _result_message(server: Any, job_id: str) -> Any:
+    """The posted result of `job_id`: the message whose buttons act on it."""
+    for message in server.messages():
+        if message.attachments and any(_button_job_id(c) == job_id for c in message.custom_ids()):
+            return message
+    raise LookupError(f"no result message for job {job_id}")
+
+
+def _button_job_id(custom_id: str) -> str | None:
+    found = BUTTON_JOB.match(custom_id)
+    return found.group(1) if found else None
+
+
+def _button_job(message: Any) -> str | None:
+    return next((job for c in message.custom_ids() if (job := _button_job_id(c)) is not None), None)
+
+
 async def run_profile(
     *,
     model: str,
@@ -222,8 +282,10 @@ async def run_profile(
     steps: int | None = None,
     ready_within_s: float = 900.0,
     compiled_within_s: float = 900.0,
+    image_ops: int = 0,
 ) -> dict[str, Any]:
-    """One bot process with one speed profile through every scenario."""
+    """One bot process with one speed profile through every scenario, then `image_ops`
+    image actions pressed on the results (an "images" scenario)."""
     from tests.bot_process import start_fluxbot, stop_fluxbot
     from tests.fake_discord.server import FakeDiscord
 
@@ -286,6 +348,27 @@ async def run_profile(
             }
             posted = result["scenarios"][scenario.name]["summary"]["result_posted"]
             log(f"{profile} {scenario.name}: result posted p50 {posted['p50']} p95 {posted['p95']}")
+        if image_ops:
+            parents = _image_parents(result["scenarios"])
+            recompiles_before = _read(output).count(RECOMPILE)
+            jobs = await run_image_ops(server, users[0], parents, image_ops)
+            await asyncio.sleep(1.0)
+            _add_stages(jobs, log_path.read_text(errors="replace"))
+            for job in jobs:
+                job["aspect"] = f"{job['aspect']} {job['op']}"  # its shape: the parent's, the op
+            result["scenarios"]["images"] = {
+                "scenario": {"name": "images", "jobs": len(jobs), "ops": IMAGE_OPS},
+                "summary": summarise(jobs),
+                "jobs": jobs,
+                "recompiles": _read(output).count(RECOMPILE) - recompiles_before,
+                "slowest_vs_shape_median": slowest_vs_shape_median(jobs),
+            }
+            by_op = {
+                op: percentile([j["result_posted"] for j in jobs if j["op"] == op], 50)
+                for op in IMAGE_OPS
+            }
+            result["scenarios"]["images"]["result_posted_p50_by_op"] = by_op
+            log(f"{profile} images: result posted p50 by operation {by_op}")
     finally:
         await stop_fluxbot(process)
         await server.stop()
@@ -294,6 +377,17 @@ async def run_profile(
     result["tracebacks_in_log"] = text.count("Traceback")
     result["jobs_served_compiled"] = text.count("path compiled")
     return result
+
+
+def _image_parents(scenarios: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """One-image results to act on: the mixed scenario's (every preset), else the singles'."""
+    for name in ("mixed", "single"):
+        jobs = scenarios.get(name, {}).get("jobs", [])
+        found = [(j["job_id"], j.get("aspect")) for j in jobs if j.get("count") == 1]
+        unique = list(dict.fromkeys(found))
+        if unique:
+            return unique
+    raise LookupError("no one-image result to press image actions on")
 
 
 def slowest_vs_shape_median(jobs: list[dict[str, Any]]) -> float | None:
@@ -370,6 +464,7 @@ def run_e2e(
     device: str = "cuda",
     budget_s: float = 1e9,
     compiled_within_s: float = 900.0,
+    image_ops: int = 0,
 ) -> dict[str, Any]:
     from bench.report import environment
 
@@ -392,6 +487,7 @@ def run_e2e(
                     plan=plan,
                     steps=steps,
                     compiled_within_s=compiled_within_s,
+                    image_ops=image_ops,
                 )
             )
         except Exception as exc:  # keep the other profiles' figures

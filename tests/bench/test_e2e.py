@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bench.__main__ import main
-from bench.e2e import MARKS, STAGES, percentile
+from bench.e2e import IMAGE_OPS, MARKS, STAGES, percentile
 from fluxbot.core.requests import ASPECT_PRESETS
 
 
@@ -32,6 +32,7 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
             "--burst", "3",
             "--burst-users", "2",
             "--mixed", "9",
+            "--image-ops", "2",
             "--work-dir", str(tmp_path / "work"),
             "--out", str(out),
         ]
@@ -40,10 +41,12 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
     results = json.loads((out / "e2e.json").read_text())
     eager = results["profiles"]["eager"]
     assert eager["exit_code"] == 0 and eager["tracebacks_in_log"] == 0
-    assert set(eager["scenarios"]) == {"single", "count4", "burst", "mixed"}
+    assert set(eager["scenarios"]) == {"single", "count4", "burst", "mixed", "images"}
     burst = eager["scenarios"]["burst"]
     assert burst["summary"]["jobs"] == 3 and len({j["job_id"] for j in burst["jobs"]}) == 3
-    for scenario in eager["scenarios"].values():
+    for name, scenario in eager["scenarios"].items():
+        if name == "images":
+            continue  # button presses: checked below
         for job in scenario["jobs"]:
             for key in ("deferred", "queued_message", "result_posted", *STAGES):
                 assert job[key] is not None and job[key] >= 0, key
@@ -58,5 +61,13 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
         for i, aspect in zip(range(9), [*ASPECT_PRESETS] * 2, strict=False)
     }
     assert mixed["recompiles"] == 0 and mixed["slowest_vs_shape_median"] >= 1.0
+    images = eager["scenarios"]["images"]
+    # One result's image action, pressed twice: two new jobs, each posted with its stages.
+    assert [j["op"] for j in images["jobs"]] == [IMAGE_OPS[0]] * 2
+    assert len({j["job_id"] for j in images["jobs"]} | {None}) == 3
+    for job in images["jobs"]:
+        assert job["result_posted"] > 0
+        assert all(job[stage] is not None for stage in ("queue", "text", "denoise", "decode"))
+    assert images["recompiles"] == 0
     table = (out / "e2e.md").read_text()
     assert "| eager | burst | 3 |" in table
