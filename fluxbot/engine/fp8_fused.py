@@ -13,8 +13,12 @@ needs the bf16 activation itself.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import logging
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -97,9 +101,33 @@ def _fused_forward(
     return hidden_states[:, :text_seq_len], hidden_states[:, text_seq_len:]
 
 
+FOLLOWED_FORWARD = "bdc8d269208a"
+"""The start of `forward_fingerprint` of the diffusers forward `_fused_forward` follows
+(FluxSingleTransformerBlock, diffusers 0.42): another one is never replaced."""
+
+
+@functools.cache
+def forward_fingerprint(forward: Callable[..., Any]) -> str:
+    """A hash of a function's source with comments, indentation and blank lines left out (the
+    same on every Python version, unlike its syntax tree's dump)."""
+    try:
+        source = inspect.getsource(forward)
+    except (OSError, TypeError):
+        return "unknown"
+    lines = (line.split("#", 1)[0].strip() for line in source.splitlines())
+    return hashlib.sha256("\n".join(line for line in lines if line).encode()).hexdigest()
+
+
+def _follows_diffusers(block: nn.Module) -> bool:
+    return forward_fingerprint(type(block).forward).startswith(FOLLOWED_FORWARD)
+
+
 def fusable(block: nn.Module) -> bool:
-    """A FLUX single block whose proj_out is a dynamic fp8 linear of concat(attn, GELU(mlp))."""
+    """A FLUX single block whose proj_out is a dynamic fp8 linear of concat(attn, GELU(mlp)),
+    running the diffusers forward that `_fused_forward` follows."""
     if type(block).__name__ != "FluxSingleTransformerBlock":
+        return False
+    if not _follows_diffusers(block):
         return False
     proj_out, act = getattr(block, "proj_out", None), getattr(block, "act_mlp", None)
     proj_mlp = getattr(block, "proj_mlp", None)
@@ -121,10 +149,18 @@ TUNE_ROWS = 4096 + 256
 def fuse_single_blocks_(transformer: nn.Module) -> int:
     """Give every eligible single block the one-pass forward; returns how many."""
     fused: list[nn.Module] = []
+    other_code = False
     for block in transformer.modules():
         if fusable(block):
             block.forward = types.MethodType(_fused_forward, block)
             fused.append(block)
+        elif type(block).__name__ == "FluxSingleTransformerBlock":
+            other_code = not _follows_diffusers(block)
+    if other_code:
+        log.warning(
+            "speed: this diffusers' single-block forward is not the one fluxbot's one-pass fp8 "
+            "quantise follows; those blocks keep their own (slower, still correct)"
+        )
     if fused:
         _warm_kernel(fused[0])
     return len(fused)

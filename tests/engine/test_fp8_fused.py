@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock
 
-from fluxbot.engine import fp8_kernel
+from fluxbot.engine import fp8_fused, fp8_kernel
 from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, flux_transformer_chooser, quantize_linears_
 from fluxbot.engine.fp8_fused import (
     fusable,
@@ -59,6 +59,18 @@ def test_a_fused_block_gives_the_unfused_blocks_output_bit_for_bit() -> None:
     assert unfuse_single_blocks_(block) == 1 and "forward" not in vars(block)
 
 
+def test_a_diffusers_whose_block_forward_changed_keeps_its_own(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The fused forward is a copy of diffusers 0.42's with one part replaced: another diffusers'
+    # block code must not be swapped for it.
+    block = _block()
+    assert fusable(block)
+    monkeypatch.setattr(fp8_fused, "FOLLOWED_FORWARD", "0000")
+    assert not fusable(block) and fuse_single_blocks_(block) == 0
+    assert "keep their own" in caplog.text
+
+
 def test_the_fused_block_compiles_whole_and_keeps_its_numbers() -> None:
     block, inputs = _block(), _inputs()
     fuse_single_blocks_(block)
@@ -95,7 +107,7 @@ def test_the_op_on_the_cpu_is_the_reference() -> None:
 
 _INTERPRETED = """
 import sys, torch
-from fluxbot.engine import fp8_kernel
+from fluxbot.engine import fp8_fused, fp8_kernel
 attn, mlp = torch.load(sys.argv[1])
 q = torch.empty(attn.shape[0], attn.shape[1] + mlp.shape[1], dtype=torch.float8_e4m3fn)
 scale = torch.empty(attn.shape[0], 1)
