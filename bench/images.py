@@ -6,13 +6,15 @@ source, then per run: vary 0.35 and 0.7, remix 0.6, upscale to 2048², zoom out 
 (1536x1024), seconds per image (median after a warm-up call, which also compiles) and peak
 VRAM. Stock is diffusers' FluxImg2ImgPipeline / FluxInpaintPipeline made with `from_pipe`
 (bf16), prompt strings, decode inside, upscale as one 2048² img2img pass; fluxbot is
-`FluxRunner.generate` with each speed profile applied in turn to the same modules (eager, then
-fast: fp8 is not reversible), distinct prompts per call so no embedding cache flatters it.
+`FluxRunner.generate` with each speed profile in turn, each on a freshly built model (the stock
+one for the first: fp8 weights and compiled graphs are not reversible; timings do not depend
+on the random values), distinct prompts per call so no embedding cache flatters it.
 Results are rewritten after every measurement, so a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -256,14 +258,24 @@ def run_images(
 
     # -- fluxbot ------------------------------------------------------------------------------
     apply_bot_switches(device)
-    runner = FluxRunner(pipe, device, model_name="bench", dtype=dtype, placed=True)
     features = DeviceFeatures.probe(device)
-    for profile in profiles:
+    runner: FluxRunner | None = None
+    for n, profile in enumerate(profiles):
         if time.perf_counter() - t0 > deadline_s:
             rec.data["notes"].append(f"{profile}: not run (time budget)")
             rec.flush()
             log(f"skipping {profile}: past the deadline")
             continue
+        if n:
+            # A fresh model per profile: fp8 weights and compiled graphs stay with the last one.
+            del pipe
+            runner = None
+            gc.collect()
+            torch._dynamo.reset()
+            torch.cuda.empty_cache()
+            pipe = build_pipeline(arch, device)
+            pipe.to(device)
+        runner = FluxRunner(pipe, device, model_name="bench", dtype=dtype, placed=True)
         plan = plan_speed(SpeedProfile(profile), features)
         report = apply_speed_profile(pipe, plan, cache_dir=Path("/tmp/fluxbench-cache"))
         sync(device)
@@ -279,7 +291,7 @@ def run_images(
                 continue
             stats, results = _measure(
                 device,
-                lambda i, op=op: runner.generate([requests[op](i)]),
+                lambda i, op=op, runner=runner: runner.generate([requests[op](i)]),
                 repeats,
                 runner.compiled,
             )

@@ -182,6 +182,44 @@ def _stock(pipe: Any, log: Log, counter: _Counter) -> dict[str, Any]:
     return {"s_per_image": s}
 
 
+PHASE_CHANGES: dict[str, dict[str, bool]] = {
+    "fast_unfused": {"fused_quantize": False},
+    "compile_plain": {"gemm_epilogues": False},
+}
+"""Phases that switch one lever of their profile off, to measure it."""
+
+
+def epilogue_check(
+    rows: int = 4352, width: int = 3072, hidden: int = 12288, device: str = "cuda"
+) -> dict[str, float]:
+    """fluxbot.engine.bf16_epilogues' ops on the card against the math they replace, at the
+    single blocks' sizes: the largest differences in bf16 (and whether the GELU is tanh's)."""
+    import torch.nn.functional as F
+
+    from fluxbot.engine.bf16_epilogues import concat_linear, linear_gelu_tanh
+
+    g = torch.Generator(device).manual_seed(0)
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g, device=device) * scale).to(torch.bfloat16)
+
+    x, w, b = rand(rows, width), rand(hidden, width, scale=width**-0.5), rand(hidden)
+    fused = linear_gelu_tanh(x, w, b).float()
+    linear = F.linear(x, w, b)
+    a, wo, bo = rand(rows, width), rand(width, width + hidden, scale=hidden**-0.5), rand(width)
+    split = concat_linear(a, fused.to(torch.bfloat16), wo, bo).float()
+    whole = F.linear(torch.cat([a, fused.to(torch.bfloat16)], dim=-1), wo, bo).float()
+    return {
+        "gelu_vs_tanh_max_abs": (fused - F.gelu(linear, approximate="tanh").float())
+        .abs()
+        .max()
+        .item(),
+        "gelu_vs_erf_max_abs": (fused - F.gelu(linear).float()).abs().max().item(),
+        "concat_linear_max_abs": (split - whole).abs().max().item(),
+        "concat_linear_out_max_abs": whole.abs().max().item(),
+    }
+
+
 def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tuple[Any, float]:
     from fluxbot.engine.pipeline import FluxRunner
     from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_shapes
@@ -237,6 +275,9 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
 
     counter = _Counter()
     phases = only or ["stock", "fast", "compile", "fast_unfused"]
+    if "compile" in phases or "compile_plain" in phases:
+        result["epilogue_check"] = epilogue_check()
+        log(f"GEMM epilogues against their unfused math: {result['epilogue_check']}")
     begun = time.perf_counter()
     pipe = build_pipeline("full", "cuda")
     if "stock" in phases:
@@ -260,8 +301,9 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
             inductor_config.coordinate_descent_tuning = phase == "fast_tuned"
             if pipe is None:
                 pipe = build_pipeline("full", "cuda")
-            profile = SpeedProfile.COMPILE if phase == "compile" else SpeedProfile.FAST
-            changes = {"fused_quantize": False} if phase == "fast_unfused" else {}
+            compile_phase = phase in ("compile", "compile_plain")
+            profile = SpeedProfile.COMPILE if compile_phase else SpeedProfile.FAST
+            changes = dict(PHASE_CHANGES.get(phase, {}))
             runner, compile_s = _runner_with(pipe, profile, log, **changes)
             entry = _with_and_without_graphs(runner, log, phase, counter)
             entry["first_compile_s"] = compile_s

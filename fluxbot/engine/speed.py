@@ -5,7 +5,9 @@
 - compile: eager, plus `torch.compile(fullgraph=True)` of each transformer block (regional
   compilation: 2 block types compile once and serve all 57 blocks) and of the VAE decoder, with
   dynamic shapes so every aspect preset and batch size reuses the same graphs, and CUDA graphs
-  of the text encoders (fluxbot.engine.text_graphs). Graphs build in the background while jobs
+  of the text encoders (fluxbot.engine.text_graphs); the bf16 blocks' GELUs run in their GEMMs'
+  epilogues and the single blocks' proj_out skips its concat (fluxbot.engine.bf16_epilogues).
+  Graphs build in the background while jobs
   run eagerly (fluxbot.engine.compiled), so no job waits on a compile. Inductor's caches live under
   `settings.cache_dir`, so a restart reloads compiled kernels instead of rebuilding.
 - auto (the default): the fastest of these the device supports whose quality check passes: fast
@@ -36,6 +38,7 @@ import torch
 
 from fluxbot.config import MemoryProfile, SpeedProfile
 from fluxbot.core.requests import SCHNELL_SEQUENCE_LENGTH
+from fluxbot.engine.bf16_epilogues import use_gemm_epilogues_
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey, compile_targets
 from fluxbot.engine.fp8 import (
     FP8_MIN_CAPABILITY,
@@ -130,6 +133,9 @@ class SpeedPlan:
     step_graphs: bool = False
     # fp8: the single blocks' GELU + concat + quantise in one kernel (fluxbot.engine.fp8_fused).
     fused_quantize: bool = True
+    # bf16 `compile`: GELU in the GEMMs' epilogue and no concat before the single blocks'
+    # proj_out (fluxbot.engine.bf16_epilogues).
+    gemm_epilogues: bool = False
 
 
 def plan_speed(
@@ -201,6 +207,7 @@ def plan_speed(
         reasons=tuple(reasons),
         backend=backend,
         step_graphs=profile is SpeedProfile.FAST,
+        gemm_epilogues=profile is SpeedProfile.COMPILE,
     )
 
 
@@ -233,6 +240,7 @@ class SpeedReport:
     fp8: QuantizeReport | None = None
     fp8_check: Fp8Check | None = None
     fused_blocks: int = 0  # single blocks running fluxbot::gelu_cat_quantize
+    epilogue_modules: int = 0  # blocks and GELUs with fluxbot.engine.bf16_epilogues' forwards
     compiled: list[str] = field(default_factory=list)
     paths: CompiledPaths | None = None  # the switchable compiled forms, when compiling
     graphed: list[str] = field(default_factory=list)
@@ -338,7 +346,15 @@ def apply_speed_profile(
                 report.fused_blocks = fuse_single_blocks_(transformer)
         else:
             log.warning("speed: auto falls back to 'compile': the fp8 check failed")
-            report.plan = replace(plan, profile=SpeedProfile.COMPILE, fp8=False, step_graphs=False)
+            report.plan = replace(
+                plan,
+                profile=SpeedProfile.COMPILE,
+                fp8=False,
+                step_graphs=False,
+                gemm_epilogues=True,
+            )
+    if report.plan.gemm_epilogues:
+        report.epilogue_modules = use_gemm_epilogues_(transformer)
     if plan.compile:
         if cache_dir is not None:
             configure_compile_caches(cache_dir)
