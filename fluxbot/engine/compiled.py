@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.fx.experimental._config as fx_config
 
+from fluxbot.devices.capture_gate import gate_for
 from fluxbot.engine.step_graphs import StepGraphs
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,12 @@ class CompiledPaths:
         *,
         name: str = "pipeline",
         graph_model: torch.nn.Module | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         self.name = name
+        # Building a shape works on the card (Triton's autotuning synchronises): no CUDA graph
+        # capture of another thread meanwhile (fluxbot.devices.capture_gate).
+        self._gate = gate_for(device if device is not None else name)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._ready: set[ShapeKey] = set()
@@ -231,6 +236,10 @@ class CompiledPaths:
         log.error("speed: %s: the compiled path is off (%s); serving eagerly", self.name, reason)
 
     def _build(self, key: ShapeKey) -> None:
+        with self._gate.working():
+            self._build_traced(key)
+
+    def _build_traced(self, key: ShapeKey) -> None:
         # Without duck sizing a square first shape (1024x1024) does not tie width to height in
         # the VAE decoder's guards; with it, the first other aspect recompiled the decoder (seen
         # with the tiny model; on the H200 the fast bot took ~150 s for its 31 later shapes).

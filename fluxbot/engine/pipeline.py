@@ -26,6 +26,7 @@ from fluxbot.config import TINY_RANDOM, MemoryProfile, SpeedProfile
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.core.seeds import make_generators
 from fluxbot.core.styles import LoraSpec
+from fluxbot.devices.capture_gate import gate_for
 from fluxbot.devices.memory import LighterSettings
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey, private_pipeline
 from fluxbot.engine.image_ops import ImageOps
@@ -413,11 +414,13 @@ class FluxRunner:
         keys = {r.batch_key() for r in requests}
         if len(keys) != 1:
             raise ValueError("generate() takes requests with the same batch_key() only")
-        if lighter is not None and lighter.split_batch:
-            total = sum(r.image_count for r in requests)
-            if total > 1:
-                return self._generate_split(requests, on_step, cancel, lighter, want_preview)
-        return self._generate_batch(requests, on_step, cancel, lighter, want_preview)
+        # No CUDA graph capture on this card while the job works (fluxbot.devices.capture_gate).
+        with gate_for(self.device).working():
+            if lighter is not None and lighter.split_batch:
+                total = sum(r.image_count for r in requests)
+                if total > 1:
+                    return self._generate_split(requests, on_step, cancel, lighter, want_preview)
+            return self._generate_batch(requests, on_step, cancel, lighter, want_preview)
 
     def _generate_split(
         self,

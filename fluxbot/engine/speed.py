@@ -376,6 +376,7 @@ def apply_speed_profile(
             options,
             name=str(_device_of(vae)),
             graph_model=transformer if graphs else None,
+            device=_device_of(transformer),
         )
         report.compiled += ["transformer blocks", "vae decoder", "vae encoder"]
         if _on_accelerator(transformer):

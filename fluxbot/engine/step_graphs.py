@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from fluxbot.devices.capture_gate import gate_for
 from fluxbot.engine.text_graphs import _CAPTURE_LOCK
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,10 @@ class StepGraphs:
                     self._eager(**static)  # lazy initialisation (cuBLAS workspaces) off-graph
                 torch.cuda.current_stream(device).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
+                # No other thread may work on this device meanwhile (a job's synchronize
+                # breaks the capture and fails the job): fluxbot.devices.capture_gate.
                 with (
+                    gate_for(device).capturing(),
                     _CAPTURE_LOCK,
                     torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"),
                 ):

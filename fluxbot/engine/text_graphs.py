@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from fluxbot.devices.capture_gate import gate_for
+
 log = logging.getLogger(__name__)
 
 # The only option FluxPipeline passes; anything else changes what the encoder returns.
@@ -68,8 +70,8 @@ def _capture(
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: another replica's device thread may allocate or synchronise on its own
-        # card meanwhile (several GPUs load and warm up at once); only this thread's calls
-        # must be capturable.
+        # card meanwhile (several GPUs load and warm up at once); this card's other threads
+        # are kept out by the caller's capture gate.
         with _CAPTURE_LOCK, torch.cuda.graph(graph, capture_error_mode="thread_local"):
             output = forward(static_ids, **kwargs)
     return _Capture(graph, static_ids, output)
@@ -85,12 +87,17 @@ def graph_encoder_(encoder: torch.nn.Module, name: str) -> None:
             return original(input_ids, *args, **kwargs)
         key = (tuple(input_ids.shape), input_ids.dtype, input_ids.device, tuple(kwargs.items()))
         if key not in captures:
-            try:
-                captures[key] = _capture(original, input_ids, kwargs)
-                log.info("speed: %s captured as a CUDA graph for input %s", name, key[0])
-            except RuntimeError as exc:
-                captures[key] = None
-                log.warning("speed: %s runs eager: CUDA graph capture failed (%s)", name, exc)
+            # Not while another thread works on the card (a compile, a job): this call runs
+            # eagerly then, and a later one captures (fluxbot.devices.capture_gate).
+            with gate_for(input_ids.device).try_capturing() as free:
+                if not free:
+                    return original(input_ids, *args, **kwargs)
+                try:
+                    captures[key] = _capture(original, input_ids, kwargs)
+                    log.info("speed: %s captured as a CUDA graph for input %s", name, key[0])
+                except RuntimeError as exc:
+                    captures[key] = None
+                    log.warning("speed: %s runs eager: CUDA graph capture failed (%s)", name, exc)
         capture = captures[key]
         if capture is None:
             return original(input_ids, *args, **kwargs)

@@ -184,3 +184,26 @@ def test_a_compiled_path_that_disagrees_with_eager_is_switched_off() -> None:
     paths.build_now([ShapeKey(1, 64, 64, 8)])
     assert paths.disabled is not None and "quality check" in paths.disabled
     assert not paths.is_ready(ShapeKey(1, 64, 64, 8))
+
+
+def test_building_a_shape_keeps_cuda_graph_captures_out() -> None:
+    # Triton's autotuning synchronises the card: no other thread may capture meanwhile.
+    from fluxbot.devices.capture_gate import gate_for
+
+    layer = _Block()
+    paths = CompiledPaths([layer], {"backend": "eager", "fullgraph": True}, device="cpu")
+    seen: list[bool] = []
+
+    def warm(_key: ShapeKey) -> torch.Tensor:
+        def probe() -> None:
+            with gate_for("cpu").try_capturing() as free:
+                seen.append(free)
+
+        other = threading.Thread(target=probe)
+        other.start()
+        other.join(10)
+        return layer(torch.ones(1, 4))
+
+    paths.bind(warm)
+    paths.build_now([ShapeKey(1, 64, 64, 8)])
+    assert seen and not any(seen)

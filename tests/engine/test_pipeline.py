@@ -179,3 +179,29 @@ def test_the_execution_device_is_pinned_to_the_runners_device(tiny_runner: FluxR
     # diffusers would walk every module of every component at each access.
     assert tiny_runner.pipe._execution_device == torch.device("cpu")
     assert type(tiny_runner.pipe)._pinned_device == torch.device("cpu")
+
+
+def test_no_cuda_graph_capture_overlaps_a_job(tiny_runner: FluxRunner) -> None:
+    # Seen on an H200: the compile thread captured a denoising step while an upscale job
+    # synchronised the card, and both failed. A job now holds its device's capture gate.
+    from fluxbot.devices.capture_gate import gate_for
+
+    gate = gate_for(tiny_runner.device)
+    mid_job, release = threading.Event(), threading.Event()
+
+    def hold(progress: StepProgress) -> None:
+        if progress.step == 1:
+            mid_job.set()
+            release.wait(10)
+
+    job = threading.Thread(target=lambda: tiny_runner.generate([fox(steps=2)], on_step=hold))
+    job.start()
+    try:
+        assert mid_job.wait(30)
+        with gate.try_capturing() as free:
+            assert not free
+    finally:
+        release.set()
+        job.join(30)
+    with gate.try_capturing() as free:
+        assert free

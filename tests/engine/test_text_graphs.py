@@ -94,3 +94,33 @@ def test_capture_succeeds_while_another_thread_works_on_the_device() -> None:
         worker.join()
     assert torch.equal(eager, graphed)
     assert captured_shapes(pipe.text_encoder_2) == [(1, 16)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_no_capture_while_another_thread_works_on_the_card_eager_meanwhile() -> None:
+    import threading
+
+    from fluxbot.devices.capture_gate import gate_for
+
+    pipe, ids = _tiny_on_cuda()
+    working, release = threading.Event(), threading.Event()
+
+    def job() -> None:
+        with gate_for(ids.device).working():
+            working.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    try:
+        assert working.wait(30)
+        with torch.inference_mode():
+            graph_text_encoders_(pipe)
+            pipe.text_encoder_2(ids, output_hidden_states=False)
+        assert captured_shapes(pipe.text_encoder_2) == []  # deferred, not failed
+    finally:
+        release.set()
+        worker.join()
+    with torch.inference_mode():
+        pipe.text_encoder_2(ids, output_hidden_states=False)
+    assert captured_shapes(pipe.text_encoder_2) == [(1, 16)]

@@ -6,7 +6,10 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import nullcontext
 from typing import Any, TypeVar
+
+from fluxbot.devices.capture_gate import CaptureGate
 
 T = TypeVar("T")
 
@@ -18,7 +21,8 @@ class DeviceThread:
     keep the process from exiting.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, gate: CaptureGate | None = None) -> None:
+        self._gate = gate  # each call works on the device inside it (no capture meanwhile)
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -40,6 +44,8 @@ class DeviceThread:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(fn())
+                with self._gate.working() if self._gate is not None else nullcontext():
+                    result = fn()
+                future.set_result(result)
             except BaseException as exc:
                 future.set_exception(exc)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxbot.core.requests import GenerationRequest, GenerationResult, JobStatus
 from fluxbot.core.styles import LoraSpec
+from fluxbot.devices.capture_gate import gate_for
 from fluxbot.serving.events import EventSink, ProgressEvent
 from fluxbot.serving.job import Job, JobOutcome
 from fluxbot.serving.workers.base import (
@@ -141,7 +142,9 @@ class LocalWorker(Worker):
     async def _load(self) -> None:
         self._state = WorkerState.LOADING
         self._threads_started += 1
-        thread = DeviceThread(f"device-{self.device}-{self._threads_started}")
+        thread = DeviceThread(
+            f"device-{self.device}-{self._threads_started}", gate=gate_for(self.device)
+        )
         self._thread = thread
         try:
             runner = await asyncio.wrap_future(thread.submit(self._factory))

@@ -43,3 +43,22 @@ def test_a_cancelled_call_is_skipped_and_shutdown_stops_after_the_calls_submitte
     assert ran == ["last"]
     device._thread.join(timeout=10)
     assert not device._thread.is_alive()
+
+
+def test_each_call_works_inside_the_devices_capture_gate() -> None:
+    from fluxbot.devices.capture_gate import CaptureGate
+
+    gate = CaptureGate()
+    device = DeviceThread("device-gated", gate=gate)
+    inside, release = threading.Event(), threading.Event()
+    future = device.submit(lambda: (inside.set(), release.wait(10)))
+    try:
+        assert inside.wait(10)
+        with gate.try_capturing() as free:
+            assert not free  # a cleanup's empty_cache would break a capture
+    finally:
+        release.set()
+    future.result(timeout=10)
+    with gate.try_capturing() as free:
+        assert free
+    device.shutdown()
