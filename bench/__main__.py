@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--burst", type=int, default=20)
     e2e.add_argument("--burst-users", type=int, default=5)
     e2e.add_argument("--mixed", type=int, default=40, help="jobs over every preset, counts 1-4")
-    e2e.add_argument("--image-ops", type=int, default=16, help="image actions pressed on results")
+    e2e.add_argument(
+        "--image-ops", type=int, default=18, help="image actions pressed on results (each op twice)"
+    )
     e2e.add_argument("--out", type=Path, default=DEFAULT_OUT)
     e2e.add_argument("--budget-s", type=float, default=1e9, help="no new profile after this")
     e2e.add_argument(

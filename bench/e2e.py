@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 Log = Callable[[str], None]
 MARKS = ("deferred", "queued_message", "first_progress_edit", "result_posted")
@@ -77,6 +77,8 @@ def scenarios(
 RECOMPILE = "Recompiling function"
 # Image actions pressed on results (custom id operation codes of fluxbot.bot.cogs.edits):
 # the cheap ones first, so a short run still covers img2img and outpainting.
+_T = TypeVar("_T")
+
 IMAGE_OPS = ("vary1", "z2", "pl", "up", "vary2", "z15", "pu", "pr", "pd")
 BUTTON_JOB = re.compile(r"^flux:img:[a-z0-9]+:([A-Za-z0-9_-]+):\d+$")
 SHAPE_COMPILED = re.compile(r"compiled \S+ \(\d+ tokens\) in ([\d.]+) s; jobs of this shape")
@@ -217,18 +219,25 @@ async def run_scenario(
     return records
 
 
+def image_op_presses(parents: list[_T], jobs: int) -> list[tuple[_T, str]]:
+    """`jobs` presses: (parent, operation) pairs that go through every operation in turn, each
+    on the next parent, and then the same pairs again (a second press of a shape is served
+    by what the first one compiled, if anything)."""
+    pairs = [
+        (parents[i % len(parents)], IMAGE_OPS[i % len(IMAGE_OPS)])
+        for i in range(max(1, (jobs + 1) // 2))
+    ]
+    return [*pairs, *pairs][:jobs]
+
+
 async def run_image_ops(
     server: Any, user: Any, parents: list[tuple[str, str | None]], jobs: int
 ) -> list[dict[str, Any]]:
-    """Press image-action buttons on posted results, one job at a time: `jobs` presses over
-    (parent, operation) pairs, each pair twice. Per job: click -> result posted (seconds, this
-    process's clock), the operation, the parent's aspect and the child's job id."""
-    pairs = [
-        (parents[i % len(parents)], IMAGE_OPS[(i // len(parents)) % len(IMAGE_OPS)])
-        for i in range(max(1, jobs // 2))
-    ]
+    """Press image-action buttons on posted results, one job at a time (`image_op_presses`).
+    Per job: click -> result posted (seconds, this process's clock), the operation, the
+    parent's aspect and the child's job id."""
     out: list[dict[str, Any]] = []
-    for (job_id, aspect), op in [*pairs, *pairs][:jobs]:
+    for (job_id, aspect), op in image_op_presses(parents, jobs):
         original = _result_message(server, job_id)
         seen = {m.id for m in server.messages()}
         started = time.monotonic()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bench.__main__ import main
-from bench.e2e import IMAGE_OPS, MARKS, STAGES, percentile
+from bench.e2e import IMAGE_OPS, MARKS, STAGES, image_op_presses, percentile
 from fluxbot.core.requests import ASPECT_PRESETS
 
 
@@ -71,3 +71,15 @@ def test_e2e_runs_the_real_bot_and_reports_every_mark(tmp_path: Path) -> None:
     assert images["recompiles"] == 0
     table = (out / "e2e.md").read_text()
     assert "| eager | burst | 3 |" in table
+
+
+def test_image_presses_go_through_every_operation_twice() -> None:
+    # The GPU run pressed only the first operation 16 times: the operation advanced only
+    # after every parent had had one.
+    parents = [f"p{i}" for i in range(8)]
+    presses = image_op_presses(parents, 2 * len(IMAGE_OPS))
+    assert sorted(op for _, op in presses) == sorted(IMAGE_OPS * 2)
+    assert {parent for parent, _ in presses} == set(parents)
+    assert presses[: len(IMAGE_OPS)] == presses[len(IMAGE_OPS) :]
+    assert image_op_presses(parents, 2) == [("p0", IMAGE_OPS[0])] * 2
+    assert len(image_op_presses(parents, 3)) == 3
