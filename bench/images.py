@@ -260,6 +260,7 @@ def run_images(
     apply_bot_switches(device)
     features = DeviceFeatures.probe(device)
     runner: FluxRunner | None = None
+    report: Any = None
     for n, profile in enumerate(profiles):
         if time.perf_counter() - t0 > deadline_s:
             rec.data["notes"].append(f"{profile}: not run (time budget)")
@@ -268,8 +269,8 @@ def run_images(
             continue
         if n:
             # A fresh model per profile: fp8 weights and compiled graphs stay with the last one.
-            del pipe
-            runner = None
+            # Everything that holds the last model: its runner, its compiled paths (report).
+            pipe = runner = report = None
             gc.collect()
             torch._dynamo.reset()
             torch.cuda.empty_cache()

@@ -121,12 +121,13 @@ FOLLOWED_GELU = "87ac7265011e"
 def _single_eligible(block: nn.Module) -> bool:
     act, proj_mlp = getattr(block, "act_mlp", None), getattr(block, "proj_mlp", None)
     proj_out = getattr(block, "proj_out", None)
+    if not (_plain(proj_mlp) and _plain(proj_out)):
+        return False
+    assert isinstance(proj_mlp, nn.Linear) and isinstance(proj_out, nn.Linear)
     return (
         forward_fingerprint(type(block).forward).startswith(FOLLOWED_FORWARD)
         and isinstance(act, nn.GELU)
         and act.approximate == "tanh"
-        and _plain(proj_mlp)
-        and _plain(proj_out)
         and proj_out.in_features
         == getattr(getattr(block, "attn", None), "inner_dim", -1) + proj_mlp.out_features
     )

@@ -188,7 +188,9 @@ def fit_upload(encoded: EncodedImage, limit: int) -> EncodedImage:
     with Image.open(io.BytesIO(encoded.data)) as source:
         image = source.convert("RGB")
     buffer = io.BytesIO()
-    image.save(buffer, format="WEBP", lossless=True, method=4)
+    # method 0: the result waits for this. A 2048x2048 upscale (8.6 MiB as PNG) took 2.2 s
+    # on a 2-core CI machine against 11.8 s with method 4, for a 9 % larger file.
+    image.save(buffer, format="WEBP", lossless=True, method=0)
     if buffer.tell() <= limit:
         return _reencoded(encoded, buffer.getvalue(), "webp", "re-encoded as lossless WebP")
     for quality in JPEG_QUALITIES:
