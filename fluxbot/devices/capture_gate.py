@@ -13,12 +13,15 @@ A thread may capture inside its own working span; a thread waiting to capture co
 (it issues nothing), so two threads that both want to capture do not wait on each other.
 `try_capturing()` does not wait: a caller that can as well capture later (the text encoders'
 graphs, on a device thread that must not wait on a compile) runs eagerly this time instead.
+`capturing(timeout_s)` gives up after a while: a device thread abandoned in a hung call keeps
+its span open for ever, and the fresh replica's captures must not wait on it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -56,21 +59,31 @@ class CaptureGate:
                 self._cond.notify_all()
 
     @contextlib.contextmanager
-    def capturing(self) -> Iterator[None]:
-        """Capture with no other thread working on the device; waits for them to stop."""
+    def capturing(self, timeout_s: float | None = None) -> Iterator[bool]:
+        """Capture with no other thread working on the device: waits for them to stop, at most
+        `timeout_s` (then it yields False and holds nothing: a thread may hang in a driver
+        call, abandoned by its worker, and must not stop the card's other work for ever)."""
         me = threading.get_ident()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             self._waiting.add(me)
             try:
                 while self._capturing is not None or self._others_busy(me):
-                    self._cond.wait()
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(left)
+                else:
+                    self._capturing = me
             finally:
                 self._waiting.discard(me)
-            self._capturing = me
+                self._cond.notify_all()  # work held back for this capture may go on
+        free = self._capturing == me
         try:
-            yield
+            yield free
         finally:
-            self._release()
+            if free:
+                self._release()
 
     @contextlib.contextmanager
     def try_capturing(self) -> Iterator[bool]:

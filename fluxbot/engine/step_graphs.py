@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]
 
+CAPTURE_WAIT_S = 120.0
+"""How long a capture waits for the card's other threads to stop working (a job runs at most
+minutes; a thread abandoned in a hung call never stops): past it, no more steps are captured."""
+
 
 @dataclass
 class _Step:
@@ -63,7 +67,8 @@ class StepGraphs:
         self._local = local
         self._steps: dict[Key, _Step] = {}
         self._pool = torch.cuda.graph_pool_handle()
-        self.failed: str | None = None
+        self.failed: str | None = None  # why no graph is used (a capture failed)
+        self.capture_off: str | None = None  # why no new graph is captured (the card was busy)
         model._compiled_call_impl = self
 
     def captured(self) -> int:
@@ -77,7 +82,11 @@ class StepGraphs:
         key = call_key(kwargs)
         step = self._steps.get(key) if key is not None else None
         if step is None:
-            if key is not None and getattr(self._local, "capture", False):
+            if (
+                key is not None
+                and self.capture_off is None
+                and getattr(self._local, "capture", False)
+            ):
                 self._capture(key, kwargs)
             return self._eager(**kwargs)
         for name, buffer in step.inputs.items():
@@ -93,6 +102,28 @@ class StepGraphs:
             for name, value in kwargs.items()
         }
         device = next(v for v in static.values() if isinstance(v, torch.Tensor)).device
+        # No other thread may work on this device meanwhile (a job's synchronize breaks the
+        # capture and fails the job): fluxbot.devices.capture_gate.
+        with gate_for(device).capturing(timeout_s=CAPTURE_WAIT_S) as free:
+            if not free:
+                self.capture_off = f"another thread kept working on {device} {CAPTURE_WAIT_S:g} s"
+                log.warning("speed: no more denoising steps captured (%s)", self.capture_off)
+                return
+            recorded = self._record(static, device)
+        if recorded is None:
+            return
+        graph, outputs = recorded
+        if not isinstance(outputs, tuple) or not all(isinstance(o, torch.Tensor) for o in outputs):
+            self.failed = f"the model returned {type(outputs).__name__}, not a tuple of tensors"
+            log.warning("speed: denoising steps run without CUDA graphs (%s)", self.failed)
+            return
+        inputs = {n: v for n, v in static.items() if isinstance(v, torch.Tensor)}
+        self._steps[key] = _Step(graph, inputs, outputs)
+
+    def _record(
+        self, static: dict[str, Any], device: torch.device
+    ) -> tuple[torch.cuda.CUDAGraph, Any] | None:
+        """The graph of one call and what it returned, or None (logged) if it failed."""
         try:
             with torch.cuda.device(device):
                 side = torch.cuda.Stream(device)
@@ -101,10 +132,7 @@ class StepGraphs:
                     self._eager(**static)  # lazy initialisation (cuBLAS workspaces) off-graph
                 torch.cuda.current_stream(device).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
-                # No other thread may work on this device meanwhile (a job's synchronize
-                # breaks the capture and fails the job): fluxbot.devices.capture_gate.
                 with (
-                    gate_for(device).capturing(),
                     _CAPTURE_LOCK,
                     torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"),
                 ):
@@ -112,10 +140,5 @@ class StepGraphs:
         except RuntimeError as exc:
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             log.warning("speed: denoising steps run without CUDA graphs (%s)", self.failed)
-            return
-        if not isinstance(outputs, tuple) or not all(isinstance(o, torch.Tensor) for o in outputs):
-            self.failed = f"the model returned {type(outputs).__name__}, not a tuple of tensors"
-            log.warning("speed: denoising steps run without CUDA graphs (%s)", self.failed)
-            return
-        inputs = {n: v for n, v in static.items() if isinstance(v, torch.Tensor)}
-        self._steps[key] = _Step(graph, inputs, outputs)
+            return None
+        return graph, outputs

@@ -150,3 +150,36 @@ def test_one_gate_per_device() -> None:
     assert gate_for("cpu") is gate_for("cpu")
     assert gate_for("cuda:0") is not gate_for("cuda:1")
     assert gate_for("stand-in:0") is gate_for("stand-in:0")
+
+
+def test_a_capture_gives_up_after_its_timeout_and_lets_held_back_work_go() -> None:
+    gate, hung = CaptureGate(), threading.Event()
+
+    def abandoned() -> None:
+        with gate.working():
+            hung.set()
+            threading.Event().wait(30)  # a call that never returns
+
+    _thread(abandoned)
+    assert hung.wait(WAIT_S)
+    began = threading.Event()
+    outcome: list[bool] = []
+
+    def capture() -> None:
+        with gate.capturing(timeout_s=0.5) as free:
+            outcome.append(free)
+
+    capturer = _thread(capture)
+    while not gate._waiting:
+        time.sleep(0.01)
+
+    def job() -> None:
+        with gate.working():
+            began.set()
+
+    worker = _thread(job)
+    assert _stays_blocked(began, 0.2)  # held back behind the waiting capture...
+    capturer.join(WAIT_S)
+    assert outcome == [False]
+    assert began.wait(WAIT_S)  # ...and let go when it gave up
+    worker.join(WAIT_S)
