@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fluxbot.engine.fp8_fused import FOLLOWED_FORWARD, forward_fingerprint
+from fluxbot.engine.single_block import (
+    FOLLOWED_FORWARD,
+    forward_fingerprint,
+    rows,
+    run_single_block,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +65,6 @@ def _(a: torch.Tensor, m: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return a.new_empty(a.shape[0], weight.shape[0])
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, x.shape[-1])
-
-
 def _plain(linear: Any) -> bool:
     return type(linear) is nn.Linear and linear.bias is not None
 
@@ -78,38 +79,25 @@ def _single_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """diffusers' FluxSingleTransformerBlock.forward (0.42) with the MLP's GELU in its GEMM and
     `proj_out` over the two halves (diffusers' own while a linear is not plain, e.g. a LoRA)."""
+    inputs = (hidden_states, encoder_hidden_states, temb, image_rotary_emb, joint_attention_kwargs)
     if not (_plain(self.proj_mlp) and _plain(self.proj_out)):
-        return type(self).forward(
-            self,
-            hidden_states,
-            encoder_hidden_states,
-            temb,
-            image_rotary_emb,
-            joint_attention_kwargs,
-        )
-    text_seq_len = encoder_hidden_states.shape[1]
-    hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-    residual = hidden_states
-    norm_hidden_states, gate = self.norm(hidden_states, emb=temb)
-    mlp = linear_gelu_tanh(_rows(norm_hidden_states), self.proj_mlp.weight, self.proj_mlp.bias)
-    attn_output = self.attn(
-        hidden_states=norm_hidden_states,
-        image_rotary_emb=image_rotary_emb,
-        **(joint_attention_kwargs or {}),
-    )
-    out = concat_linear(_rows(attn_output), mlp, self.proj_out.weight, self.proj_out.bias)
-    out = out.view(*attn_output.shape[:-1], out.shape[-1])
-    hidden_states = residual + gate.unsqueeze(1) * out
-    if hidden_states.dtype == torch.float16:
-        hidden_states = hidden_states.clip(-65504, 65504)
-    return hidden_states[:, :text_seq_len], hidden_states[:, text_seq_len:]
+        return type(self).forward(self, *inputs)
+
+    def mlp(x: torch.Tensor) -> torch.Tensor:
+        return linear_gelu_tanh(rows(x), self.proj_mlp.weight, self.proj_mlp.bias)
+
+    def project(attn: torch.Tensor, activated: torch.Tensor) -> torch.Tensor:
+        out = concat_linear(rows(attn), activated, self.proj_out.weight, self.proj_out.bias)
+        return out.view(*attn.shape[:-1], out.shape[-1])
+
+    return run_single_block(self, *inputs, mlp=mlp, project=project)
 
 
 def _gelu_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
     """diffusers' GELU activation module (its `proj`, then GELU) as one GEMM with epilogue."""
     if not _plain(self.proj):
         return type(self).forward(self, hidden_states)
-    out = linear_gelu_tanh(_rows(hidden_states), self.proj.weight, self.proj.bias)
+    out = linear_gelu_tanh(rows(hidden_states), self.proj.weight, self.proj.bias)
     return out.view(*hidden_states.shape[:-1], out.shape[-1])
 
 

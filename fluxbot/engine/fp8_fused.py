@@ -13,12 +13,8 @@ needs the bf16 activation itself.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
 import logging
 import types
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,6 +23,7 @@ from torch import nn
 
 from fluxbot.engine import fp8_kernel
 from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, quantize_rowwise
+from fluxbot.engine.single_block import FOLLOWED_FORWARD, follows_diffusers, rows, run_single_block
 
 log = logging.getLogger(__name__)
 
@@ -72,54 +69,19 @@ def _fused_forward(
     """diffusers' FluxSingleTransformerBlock.forward (0.42) with the GELU, the concat and
     `proj_out`'s input quantisation done by `fluxbot::gelu_cat_quantize` (diffusers' own while
     `proj_out` is not a plain fp8 linear, e.g. once a LoRA wraps it)."""
+    inputs = (hidden_states, encoder_hidden_states, temb, image_rotary_emb, joint_attention_kwargs)
     if type(self.proj_out) is not Fp8Linear:
-        return type(self).forward(
-            self,
-            hidden_states,
-            encoder_hidden_states,
-            temb,
-            image_rotary_emb,
-            joint_attention_kwargs,
-        )
-    text_seq_len = encoder_hidden_states.shape[1]
-    hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-    residual = hidden_states
-    norm_hidden_states, gate = self.norm(hidden_states, emb=temb)
-    mlp_pre = self.proj_mlp(norm_hidden_states)
-    attn_output = self.attn(
-        hidden_states=norm_hidden_states,
-        image_rotary_emb=image_rotary_emb,
-        **(joint_attention_kwargs or {}),
-    )
-    xq, x_scale = gelu_cat_quantize(
-        attn_output.reshape(-1, attn_output.shape[-1]), mlp_pre.reshape(-1, mlp_pre.shape[-1])
-    )
-    out = self.proj_out.matmul_quantized(xq, x_scale, attn_output.shape[:-1], attn_output.dtype)
-    hidden_states = residual + gate.unsqueeze(1) * out
-    if hidden_states.dtype == torch.float16:
-        hidden_states = hidden_states.clip(-65504, 65504)
-    return hidden_states[:, :text_seq_len], hidden_states[:, text_seq_len:]
+        return type(self).forward(self, *inputs)
 
+    def project(attn: torch.Tensor, mlp_pre: torch.Tensor) -> torch.Tensor:
+        xq, x_scale = gelu_cat_quantize(rows(attn), rows(mlp_pre))
+        return self.proj_out.matmul_quantized(xq, x_scale, attn.shape[:-1], attn.dtype)
 
-FOLLOWED_FORWARD = "bdc8d269208a"
-"""The start of `forward_fingerprint` of the diffusers forward `_fused_forward` follows
-(FluxSingleTransformerBlock, diffusers 0.42): another one is never replaced."""
-
-
-@functools.cache
-def forward_fingerprint(forward: Callable[..., Any]) -> str:
-    """A hash of a function's source with comments, indentation and blank lines left out (the
-    same on every Python version, unlike its syntax tree's dump)."""
-    try:
-        source = inspect.getsource(forward)
-    except (OSError, TypeError):
-        return "unknown"
-    lines = (line.split("#", 1)[0].strip() for line in source.splitlines())
-    return hashlib.sha256("\n".join(line for line in lines if line).encode()).hexdigest()
+    return run_single_block(self, *inputs, mlp=self.proj_mlp, project=project)
 
 
 def _follows_diffusers(block: nn.Module) -> bool:
-    return forward_fingerprint(type(block).forward).startswith(FOLLOWED_FORWARD)
+    return follows_diffusers(block, FOLLOWED_FORWARD)
 
 
 def fusable(block: nn.Module) -> bool:

@@ -22,8 +22,13 @@ from fluxbot.engine.bf16_epilogues import (
     use_gemm_epilogues_,
 )
 from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed
+from tests.engine.single_blocks import (
+    DIM,
+    HEADS,
+    assert_compiles_whole_with_the_same_numbers,
+    single_block_inputs,
+)
 
-DIM, HEADS = 64, 2
 HOPPER = DeviceFeatures("cuda", (9, 0), triton=True, cudnn_attention=True, fp8_matmul=True)
 CPU = DeviceFeatures("cpu")
 
@@ -33,18 +38,8 @@ def _block(dtype: torch.dtype = torch.float32) -> FluxSingleTransformerBlock:
     return FluxSingleTransformerBlock(DIM, HEADS, DIM // HEADS).to(dtype).eval()
 
 
-def _inputs(dtype: torch.dtype = torch.float32, tokens: int = 24, text: int = 8) -> dict:
-    g = torch.Generator().manual_seed(1)
-    angles = torch.randn(tokens + text, DIM // HEADS // 2, generator=g)
-    return {
-        "hidden_states": torch.randn(2, tokens, DIM, generator=g).to(dtype),
-        "encoder_hidden_states": torch.randn(2, text, DIM, generator=g).to(dtype),
-        "temb": torch.randn(2, DIM, generator=g).to(dtype),
-        "image_rotary_emb": (
-            angles.cos().repeat_interleave(2, -1),
-            angles.sin().repeat_interleave(2, -1),
-        ),
-    }
+def _inputs(dtype: torch.dtype = torch.float32) -> dict[str, object]:
+    return single_block_inputs(dtype)
 
 
 def test_concat_linear_is_the_linear_of_the_concat() -> None:
@@ -92,12 +87,7 @@ def test_the_feed_forward_gelu_runs_in_its_gemm() -> None:
 def test_the_block_compiles_whole_and_keeps_its_numbers() -> None:
     block, inputs = _block(), _inputs()
     use_gemm_epilogues_(block)
-    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
-    with torch.inference_mode():
-        expected = block(**inputs)
-        got = compiled(**inputs)
-    for a, b in zip(got, expected, strict=True):
-        assert torch.equal(a, b)
+    assert_compiles_whole_with_the_same_numbers(block, inputs)
 
 
 def test_a_lora_wrapped_linear_falls_back_to_diffusers_forward() -> None:

@@ -20,8 +20,12 @@ from fluxbot.engine.fp8_fused import (
     gelu_cat_quantize_reference,
     unfuse_single_blocks_,
 )
-
-DIM, HEADS = 64, 2
+from tests.engine.single_blocks import (
+    DIM,
+    HEADS,
+    assert_compiles_whole_with_the_same_numbers,
+    single_block_inputs,
+)
 
 
 def _block(seed: int = 0) -> FluxSingleTransformerBlock:
@@ -32,19 +36,8 @@ def _block(seed: int = 0) -> FluxSingleTransformerBlock:
     return block
 
 
-def _inputs(seed: int = 1, tokens: int = 24, text: int = 8) -> dict[str, object]:
-    g = torch.Generator().manual_seed(seed)
-    head = DIM // HEADS
-    angles = torch.randn(tokens + text, head // 2, generator=g)
-    return {
-        "hidden_states": torch.randn(2, tokens, DIM, generator=g).to(torch.bfloat16),
-        "encoder_hidden_states": torch.randn(2, text, DIM, generator=g).to(torch.bfloat16),
-        "temb": torch.randn(2, DIM, generator=g).to(torch.bfloat16),
-        "image_rotary_emb": (
-            angles.cos().repeat_interleave(2, -1),
-            angles.sin().repeat_interleave(2, -1),
-        ),
-    }
+def _inputs() -> dict[str, object]:
+    return single_block_inputs(torch.bfloat16)
 
 
 def test_a_fused_block_gives_the_unfused_blocks_output_bit_for_bit() -> None:
@@ -74,12 +67,7 @@ def test_a_diffusers_whose_block_forward_changed_keeps_its_own(
 def test_the_fused_block_compiles_whole_and_keeps_its_numbers() -> None:
     block, inputs = _block(), _inputs()
     fuse_single_blocks_(block)
-    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
-    with torch.inference_mode():
-        expected = block(**inputs)
-        got = compiled(**inputs)
-    for a, b in zip(got, expected, strict=True):
-        assert torch.equal(a, b)
+    assert_compiles_whole_with_the_same_numbers(block, inputs)
 
 
 def test_a_block_whose_proj_out_is_not_a_plain_fp8_linear_keeps_diffusers_forward() -> None:

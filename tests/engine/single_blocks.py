@@ -1,0 +1,35 @@
+"""Shared by the tests of the single-block forwards (fp8_fused, bf16_epilogues): inputs for a
+small FLUX single block and the check that a block compiles whole with the same numbers."""
+
+from __future__ import annotations
+
+import torch
+
+DIM, HEADS = 64, 2
+
+
+def single_block_inputs(
+    dtype: torch.dtype, seed: int = 1, tokens: int = 24, text: int = 8
+) -> dict[str, object]:
+    g = torch.Generator().manual_seed(seed)
+    angles = torch.randn(tokens + text, DIM // HEADS // 2, generator=g)
+    return {
+        "hidden_states": torch.randn(2, tokens, DIM, generator=g).to(dtype),
+        "encoder_hidden_states": torch.randn(2, text, DIM, generator=g).to(dtype),
+        "temb": torch.randn(2, DIM, generator=g).to(dtype),
+        "image_rotary_emb": (
+            angles.cos().repeat_interleave(2, -1),
+            angles.sin().repeat_interleave(2, -1),
+        ),
+    }
+
+
+def assert_compiles_whole_with_the_same_numbers(
+    block: torch.nn.Module, inputs: dict[str, object]
+) -> None:
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    with torch.inference_mode():
+        expected = block(**inputs)
+        got = compiled(**inputs)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
