@@ -297,11 +297,11 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
         started = time.perf_counter()
         try:
             torch._dynamo.reset()
-            # fast_tuned: Inductor tunes each Triton kernel's block sizes (coordinate descent).
-            inductor_config.coordinate_descent_tuning = phase == "fast_tuned"
+            # *_tuned: Inductor tunes each Triton kernel's block sizes (coordinate descent).
+            inductor_config.coordinate_descent_tuning = phase.endswith("_tuned")
             if pipe is None:
                 pipe = build_pipeline("full", "cuda")
-            compile_phase = phase in ("compile", "compile_plain")
+            compile_phase = phase in ("compile", "compile_plain", "compile_tuned")
             profile = SpeedProfile.COMPILE if compile_phase else SpeedProfile.FAST
             changes = dict(PHASE_CHANGES.get(phase, {}))
             runner, compile_s = _runner_with(pipe, profile, log, **changes)
