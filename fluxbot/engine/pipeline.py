@@ -29,7 +29,7 @@ from fluxbot.core.styles import LoraSpec
 from fluxbot.devices.capture_gate import gate_for
 from fluxbot.devices.memory import LighterSettings
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey, private_pipeline
-from fluxbot.engine.image_ops import ImageOps
+from fluxbot.engine.image_ops import ImageOps, pixels
 from fluxbot.engine.lora import DEFAULT_CAPACITY, LoraAdapters
 from fluxbot.engine.memory_profiles import pin_execution_device
 
@@ -305,11 +305,13 @@ class FluxRunner:
             ).images
         self._decode(packed, key.width, key.height, None)
         vae = pipe.vae
-        # The source as an image job's goes in: diffusers' preprocessing (its layout) of
-        # pictures, an inference tensor.
+        # The source as an image job's goes in: diffusers' preprocessing (its layout) of the
+        # pictures' pixels, an inference tensor.
         blank = [Image.new("RGB", (key.width, key.height))] * key.images
         with torch.inference_mode():
-            source = pipe.image_processor.preprocess(blank, height=key.height, width=key.width)
+            source = pipe.image_processor.preprocess(
+                pixels(blank, main), height=key.height, width=key.width
+            )
             source = source.to(next(vae.parameters()).device, vae.dtype)
             vae.encode(source)
         self._sync()

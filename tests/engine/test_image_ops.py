@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fluxbot.core.edits import ImageEdit, Operation, PanDirection, pan_layout, zoom_layout
@@ -169,3 +170,16 @@ def test_cancel_stops_an_image_job(tiny_runner: FluxRunner, source: bytes) -> No
 
     with pytest.raises(GenerationCancelled):
         tiny_runner.generate([_zoom(source)], on_step=on_step, cancel=cancel)
+
+
+def test_pixels_are_diffusers_own_conversion_made_from_uint8() -> None:
+    from diffusers.image_processor import VaeImageProcessor
+
+    from fluxbot.engine.image_ops import pixels
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (96, 64, 3), dtype=np.uint8))
+    processor = VaeImageProcessor(vae_scale_factor=16)
+    theirs = processor.preprocess([image, image], height=96, width=64)
+    ours = processor.preprocess(pixels([image, image], "cpu"), height=96, width=64)
+    assert torch.equal(ours, theirs) and ours.stride() == theirs.stride()
