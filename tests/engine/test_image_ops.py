@@ -183,3 +183,20 @@ def test_pixels_are_diffusers_own_conversion_made_from_uint8() -> None:
     theirs = processor.preprocess([image, image], height=96, width=64)
     ours = processor.preprocess(pixels([image, image], "cpu"), height=96, width=64)
     assert torch.equal(ours, theirs) and ours.stride() == theirs.stride()
+
+
+def test_a_source_is_decoded_once_for_the_jobs_that_start_from_it() -> None:
+    from fluxbot.engine import image_ops
+
+    def edit(colour: tuple[int, int, int]) -> ImageEdit:
+        data = encode_png(Image.new("RGB", (32, 32), colour), {}, seed=1).data
+        return ImageEdit(Operation.VARY, source_sha256="same name", source=data, strength=0.5)
+
+    red, blue = edit((255, 0, 0)), edit((0, 0, 255))
+    first = image_ops.load_source(red)
+    assert image_ops.load_source(red) is first  # the second job does not decode again
+    # Keyed by the bytes, not the name they came with.
+    assert image_ops.load_source(blue).getpixel((0, 0)) == (0, 0, 255)
+    for i in range(image_ops.SOURCE_CACHE):
+        image_ops.load_source(edit((i, i, i)))
+    assert image_ops.load_source(red) is not first  # evicted, decoded again
