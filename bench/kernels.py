@@ -5,7 +5,8 @@ in one process on one card, measures at 1024x1024 x1: stock diffusers per image,
 fluxbot's `compile` and `fast` profiles through FluxRunner (text encoding, 4 steps, decode) with
 and without CUDA graphs of the denoising steps, and `fast` again without the single blocks'
 one-pass GELU + concat + fp8 quantise (fluxbot.engine.fp8_fused: Inductor's two kernels
-instead), and `fast` with Inductor's coordinate-descent tuning of each Triton kernel. For each
+instead), and `fast` with Inductor's coordinate-descent tuning of each Triton kernel; `--only`
+names other phases (PHASE_CHANGES: each switches one lever off). For each
 it records the torch profiler's kernel-time breakdown of a 4-step denoise (fp8 / bf16 GEMMs,
 attention, Triton reductions / persistent reductions / pointwise, copies) and the gaps.
 """
@@ -185,8 +186,13 @@ def _stock(pipe: Any, log: Log, counter: _Counter) -> dict[str, Any]:
 PHASE_CHANGES: dict[str, dict[str, bool]] = {
     "fast_unfused": {"fused_quantize": False},
     "compile_plain": {"gemm_epilogues": False},
+    "compile_noqk": {"qk_rope": False},
+    "fast_noqk": {"qk_rope": False},
+    "fast_noff": {"fused_feed_forward": False},
+    "fast_persistent": {"persistent_reductions": True},
+    "compile_persistent": {"persistent_reductions": True},
 }
-"""Phases that switch one lever of their profile off, to measure it."""
+"""Phases that switch one lever of their profile off (or a candidate on), to measure it."""
 
 
 def epilogue_check(
@@ -220,6 +226,49 @@ def epilogue_check(
     }
 
 
+def qk_rope_check(
+    text: int = 256, image: int = 4096, heads: int = 24, width: int = 128, device: str = "cuda"
+) -> dict[str, float]:
+    """fluxbot::qk_norm_rope on the card at FLUX's 1024x1024 sizes, against the torch ops it
+    replaces (eager, and compiled by Inductor): largest difference, share of values that differ
+    (rounding), and microseconds per call of queries or keys for a double block (text + image,
+    two norms) and a single block (one norm over both)."""
+    from fluxbot.engine.qk_rope import qk_norm_rope, qk_norm_rope_reference
+
+    g = torch.Generator(device).manual_seed(0)
+    inner = heads * width
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g, device=device) * scale).to(torch.bfloat16)
+
+    angles = torch.rand(text + image, width // 2, generator=g, device=device) * 100
+    cos, sin = angles.cos().repeat_interleave(2, -1), angles.sin().repeat_interleave(2, -1)
+    txt = rand(1, text, 3 * inner, scale=3)[..., :inner].unflatten(-1, (heads, width))
+    img = rand(1, image, 3 * inner, scale=3)[..., :inner].unflatten(-1, (heads, width))
+    whole = rand(1, text + image, 3 * inner, scale=3)[..., :inner].unflatten(-1, (heads, width))
+    w_txt, w_img = rand(width), rand(width)
+    compiled = torch.compile(qk_norm_rope_reference, fullgraph=True)
+    cases = {
+        "double": (txt, img, w_txt, w_img, cos, sin, 1e-6),
+        "single": (whole[:, :0], whole, w_img, w_img, cos, sin, 1e-6),
+    }
+    out: dict[str, float] = {}
+    calls = 50
+    for name, args in cases.items():
+        got = qk_norm_rope(*args).float()
+        want = qk_norm_rope_reference(*args).float()
+        out[f"{name}_max_abs"] = (got - want).abs().max().item()
+        out[f"{name}_share_differing"] = (got != want).float().mean().item()
+        for label, fn in (
+            ("kernel", qk_norm_rope),
+            ("eager", qk_norm_rope_reference),
+            ("inductor", compiled),
+        ):
+            ms = _ms(lambda fn=fn, args=args: [fn(*args) for _ in range(calls)], iters=5)  # type: ignore[misc]
+            out[f"{name}_{label}_us"] = 1000 * ms / calls
+    return out
+
+
 def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tuple[Any, float]:
     from fluxbot.engine.pipeline import FluxRunner
     from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed, warm_shapes
@@ -227,7 +276,10 @@ def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tupl
     plan_changes.setdefault("step_graphs", True)  # measured here with and without
     plan = replace(plan_speed(profile, DeviceFeatures.probe("cuda")), **plan_changes)
     report = apply_speed_profile(pipe, plan)
-    log(f"{profile}: single blocks with the one-pass fp8 quantise: {report.fused_blocks}")
+    log(
+        f"{profile}: one-pass fp8 quantise in {report.fused_blocks} single blocks and "
+        f"{report.fused_feed_forwards} feed-forwards"
+    )
     runner = FluxRunner(pipe, "cuda", model_name="random", dtype=torch.bfloat16, placed=True)
     if report.paths is not None:
         runner.attach_compiled(report.paths)
@@ -278,6 +330,13 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
     if "compile" in phases or "compile_plain" in phases:
         result["epilogue_check"] = epilogue_check()
         log(f"GEMM epilogues against their unfused math: {result['epilogue_check']}")
+    if any(p.startswith(("compile", "fast")) for p in phases):
+        try:
+            result["qk_rope_check"] = qk_rope_check()
+        except Exception as exc:
+            result["qk_rope_check"] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+        log(f"q/k norm + RoPE op against the torch ops: {result['qk_rope_check']}")
+    save()
     begun = time.perf_counter()
     pipe = build_pipeline("full", "cuda")
     if "stock" in phases:
@@ -301,7 +360,7 @@ def run_kernels(out_dir: Path, log: Log, only: list[str], budget_s: float = 1e9)
             inductor_config.coordinate_descent_tuning = phase.endswith("_tuned")
             if pipe is None:
                 pipe = build_pipeline("full", "cuda")
-            compile_phase = phase in ("compile", "compile_plain", "compile_tuned")
+            compile_phase = phase.startswith("compile")
             profile = SpeedProfile.COMPILE if compile_phase else SpeedProfile.FAST
             changes = dict(PHASE_CHANGES.get(phase, {}))
             runner, compile_s = _runner_with(pipe, profile, log, **changes)

@@ -34,15 +34,16 @@ def peak_gib(device: str) -> float | None:
 
 def cuda_median_ms(fn: Callable[[], Any], iters: int = 10, warm: int = 2) -> float:
     """Median milliseconds of `fn` on the current CUDA device (host clock around a synchronised
-    call), after `warm` untimed calls."""
+    call; without CUDA, around the call), after `warm` untimed calls."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warm):
         fn()
-    torch.cuda.synchronize()
+    sync()
     times = []
     for _ in range(iters):
         started = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(1000 * (time.perf_counter() - started))
     return sorted(times)[len(times) // 2]
 

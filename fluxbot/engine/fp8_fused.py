@@ -38,7 +38,8 @@ def gelu_cat_quantize_reference(
 
 @torch.library.custom_op("fluxbot::gelu_cat_quantize", mutates_args=())
 def gelu_cat_quantize(attn: torch.Tensor, mlp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp8 rows of concat(attn, GELU_tanh(mlp)) and their fp32 scales, for 2-D inputs."""
+    """fp8 rows of concat(attn, GELU_tanh(mlp)) and their fp32 scales, for 2-D inputs (`attn`
+    may have no columns: GELU and quantise alone)."""
     if attn.device.type != "cuda" or not fp8_kernel.available():
         return gelu_cat_quantize_reference(attn, mlp)
     attn = attn if attn.stride(-1) == 1 else attn.contiguous()
@@ -110,7 +111,7 @@ TUNE_ROWS = 4096 + 256
 
 def fuse_single_blocks_(transformer: nn.Module) -> int:
     """Give every eligible single block the one-pass forward; returns how many."""
-    fused: list[nn.Module] = []
+    fused: list[Any] = []
     other_code = False
     for block in transformer.modules():
         if fusable(block):
@@ -124,32 +125,38 @@ def fuse_single_blocks_(transformer: nn.Module) -> int:
             "quantise follows; those blocks keep their own (slower, still correct)"
         )
     if fused:
-        _warm_kernel(fused[0])
+        proj_out, mlp_width = fused[0].proj_out, fused[0].proj_mlp.out_features
+        warm_gelu_quantize(proj_out, proj_out.in_features - mlp_width, mlp_width)
     return len(fused)
 
 
-def _warm_kernel(block: Any) -> None:
-    """Compile and autotune the CUDA kernel now, on the loading thread: later its first call
-    could fall in another thread's CUDA graph capture, which its timing syncs would break."""
-    weight = block.proj_out.qweight
+def warm_gelu_quantize(proj_out: Fp8Linear, attn_width: int, mlp_width: int) -> None:
+    """Compile and autotune the CUDA kernel for these widths now, on the loading thread: later
+    its first call could fall in another thread's CUDA graph capture, which its timing syncs
+    would break."""
+    weight = proj_out.qweight
     if weight.device.type != "cuda" or not fp8_kernel.available():
         return
-    dtype = block.proj_out.compute_dtype
-    attn_width = block.proj_out.in_features - block.proj_mlp.out_features
+    dtype = proj_out.compute_dtype
     with torch.inference_mode():
+        mlp = torch.zeros(TUNE_ROWS, mlp_width, dtype=dtype, device=weight.device)
         attn = torch.zeros(TUNE_ROWS, attn_width, dtype=dtype, device=weight.device)
-        mlp = torch.zeros(TUNE_ROWS, block.proj_mlp.out_features, dtype=dtype, device=weight.device)
         gelu_cat_quantize(attn, mlp)
     torch.cuda.synchronize(weight.device)
 
 
 def unfuse_single_blocks_(transformer: nn.Module) -> int:
     """Back to diffusers' own forward (benchmarks compare both); returns how many."""
+    return drop_forward_(transformer, _fused_forward)
+
+
+def drop_forward_(root: nn.Module, replacement: Any) -> int:
+    """Remove every instance forward of `root`'s modules bound from `replacement`, so their
+    class's runs again; returns how many."""
     restored = 0
-    for block in transformer.modules():
-        if "forward" in vars(block):
-            forward = vars(block)["forward"]
-            if getattr(forward, "__func__", None) is _fused_forward:
-                del block.forward
-                restored += 1
+    for module in root.modules():
+        forward = vars(module).get("forward")
+        if getattr(forward, "__func__", None) is replacement:
+            del module.forward
+            restored += 1
     return restored

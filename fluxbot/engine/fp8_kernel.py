@@ -11,6 +11,8 @@ import functools
 import os
 from typing import Any
 
+from fluxbot.engine.autotune_guard import FirstCallGuard
+
 try:
     import triton.language as tl
 except ImportError:  # the CPU install: the op's reference path runs instead
@@ -73,26 +75,30 @@ def _compiled() -> Any:
 
 
 WARPS = (4, 8, 16, 32)
+_TUNING = FirstCallGuard()
 
 
 def launch(attn: Any, mlp: Any, q: Any, scale: Any) -> None:
     """Fill `q` (rows x (A + H), fp8 e4m3) and `scale` (rows x 1, fp32) from 2-D `attn`
-    (rows x A) and `mlp` (rows x H) whose last dimension is contiguous."""
+    (rows x A; A may be 0) and `mlp` (rows x H) whose last dimension is contiguous."""
     import triton
 
     rows, a_width = attn.shape
     h_width = mlp.shape[1]
-    block_a = triton.next_power_of_2(a_width)
-    block_h = triton.next_power_of_2(h_width)
-    _compiled()[(rows,)](
-        attn,
-        mlp,
-        q,
-        scale,
-        attn.stride(0),
-        mlp.stride(0),
-        a_width,
-        h_width,
-        block_a,
-        block_h,
-    )
+    read_attn = attn if a_width else mlp  # nothing is read from it (its loads are masked off)
+
+    def call() -> None:
+        _compiled()[(rows,)](
+            read_attn,
+            mlp,
+            q,
+            scale,
+            read_attn.stride(0),
+            mlp.stride(0),
+            a_width,
+            h_width,
+            max(1, triton.next_power_of_2(a_width)),
+            triton.next_power_of_2(h_width),
+        )
+
+    _TUNING.run((a_width, h_width), call)

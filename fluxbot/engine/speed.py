@@ -6,7 +6,8 @@
   compilation: 2 block types compile once and serve all 57 blocks) and of the VAE decoder, with
   dynamic shapes so every aspect preset and batch size reuses the same graphs, and CUDA graphs
   of the text encoders (fluxbot.engine.text_graphs); the bf16 blocks' GELUs run in their GEMMs'
-  epilogues and the single blocks' proj_out skips its concat (fluxbot.engine.bf16_epilogues).
+  epilogues and the single blocks' proj_out skips its concat (fluxbot.engine.bf16_epilogues);
+  each attention's q/k norm, concat and RoPE are one kernel (fluxbot.engine.qk_rope).
   Graphs build in the background while jobs
   run eagerly (fluxbot.engine.compiled), so no job waits on a compile. Inductor's caches live under
   `settings.cache_dir`, so a restart reloads compiled kernels instead of rebuilding.
@@ -49,7 +50,9 @@ from fluxbot.engine.fp8 import (
     quantize_linears_,
     scaled_mm_supported,
 )
+from fluxbot.engine.fp8_ff import fuse_feed_forwards_
 from fluxbot.engine.fp8_fused import fuse_single_blocks_
+from fluxbot.engine.qk_rope import use_qk_norm_rope_
 from fluxbot.engine.text_graphs import graph_text_encoders_
 
 log = logging.getLogger(__name__)
@@ -133,9 +136,18 @@ class SpeedPlan:
     step_graphs: bool = False
     # fp8: the single blocks' GELU + concat + quantise in one kernel (fluxbot.engine.fp8_fused).
     fused_quantize: bool = True
+    # fp8: the double blocks' feed-forwards' GELU + quantise in one kernel (engine.fp8_ff).
+    fused_feed_forward: bool = True
+    # compiled profiles: Inductor also tries each row reduction up to 16,384 wide as one pass
+    # over the row held in registers, and keeps the faster (its multi-kernel benchmarking).
+    # Off: `fast` 0.404 against 0.395 s/image without it on an H200 (bench kernels, -21).
+    persistent_reductions: bool = False
     # bf16 `compile`: GELU in the GEMMs' epilogue and no concat before the single blocks'
     # proj_out (fluxbot.engine.bf16_epilogues).
     gemm_epilogues: bool = False
+    # compiled profiles: q/k RMSNorm, text/image concat and RoPE in one kernel per attention
+    # input (fluxbot.engine.qk_rope).
+    qk_rope: bool = False
 
 
 def plan_speed(
@@ -208,6 +220,7 @@ def plan_speed(
         backend=backend,
         step_graphs=profile is SpeedProfile.FAST,
         gemm_epilogues=profile is SpeedProfile.COMPILE,
+        qk_rope=profile is not SpeedProfile.EAGER,
     )
 
 
@@ -240,7 +253,9 @@ class SpeedReport:
     fp8: QuantizeReport | None = None
     fp8_check: Fp8Check | None = None
     fused_blocks: int = 0  # single blocks running fluxbot::gelu_cat_quantize
+    fused_feed_forwards: int = 0  # double blocks' feed-forwards running it too
     epilogue_modules: int = 0  # blocks and GELUs with fluxbot.engine.bf16_epilogues' forwards
+    qk_rope_attentions: int = 0  # attentions with fluxbot.engine.qk_rope's processor
     compiled: list[str] = field(default_factory=list)
     paths: CompiledPaths | None = None  # the switchable compiled forms, when compiling
     graphed: list[str] = field(default_factory=list)
@@ -312,6 +327,16 @@ def set_attention_backend(transformer: Any, attention: str) -> str:
     return attention
 
 
+def compile_options(plan: SpeedPlan) -> dict[str, Any]:
+    """torch.compile's arguments for the plan's compiled regions."""
+    options: dict[str, Any] = {"fullgraph": True, "dynamic": plan.dynamic, "backend": plan.backend}
+    if plan.compile_mode != "default":
+        options["mode"] = plan.compile_mode  # torch.compile takes a mode or options, not both
+    elif plan.persistent_reductions and plan.backend == "inductor":
+        options["options"] = {"triton.multi_kernel": 1}
+    return options
+
+
 def apply_speed_profile(
     pipe: Any, plan: SpeedPlan, *, cache_dir: Path | None = None
 ) -> SpeedReport:
@@ -344,6 +369,8 @@ def apply_speed_profile(
             )
             if plan.fused_quantize:
                 report.fused_blocks = fuse_single_blocks_(transformer)
+            if plan.fused_feed_forward:
+                report.fused_feed_forwards = fuse_feed_forwards_(transformer)
         else:
             log.warning("speed: auto falls back to 'compile': the fp8 check failed")
             report.plan = replace(
@@ -355,19 +382,15 @@ def apply_speed_profile(
             )
     if report.plan.gemm_epilogues:
         report.epilogue_modules = use_gemm_epilogues_(transformer)
+    if report.plan.qk_rope:
+        report.qk_rope_attentions = use_qk_norm_rope_(transformer)
     if plan.compile:
         if cache_dir is not None:
             configure_compile_caches(cache_dir)
         import torch._dynamo.config as dynamo_config
 
         dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, RECOMPILE_LIMIT)
-        options: dict[str, Any] = {
-            "fullgraph": True,
-            "dynamic": plan.dynamic,
-            "backend": plan.backend,
-        }
-        if plan.compile_mode != "default":
-            options["mode"] = plan.compile_mode
+        options = compile_options(plan)
         # Built lazily, shape by shape, on the thread that asks (FluxRunner's background
         # compile); every other thread keeps the eager forms meanwhile.
         graphs = report.plan.step_graphs and _device_of(transformer).type == "cuda"

@@ -1,8 +1,8 @@
-"""bench kernels: the GEMM-epilogue check it runs on the card, here on the CPU."""
+"""bench kernels: the op checks it runs on the card, here on the CPU."""
 
 from __future__ import annotations
 
-from bench.kernels import PHASE_CHANGES, epilogue_check
+from bench.kernels import PHASE_CHANGES, epilogue_check, qk_rope_check
 
 
 def test_the_epilogue_check_tells_tanh_gelu_from_erf_and_measures_the_split() -> None:
@@ -13,11 +13,24 @@ def test_the_epilogue_check_tells_tanh_gelu_from_erf_and_measures_the_split() ->
     assert check["concat_linear_max_abs"] <= check["concat_linear_out_max_abs"] * 2**-6
 
 
-def test_each_comparison_phase_switches_off_one_existing_lever() -> None:
-    from dataclasses import fields
+def test_each_comparison_phase_switches_one_lever_of_its_profile() -> None:
+    from fluxbot.config import SpeedProfile
+    from fluxbot.engine.speed import DeviceFeatures, plan_speed
 
-    from fluxbot.engine.speed import SpeedPlan
+    hopper = DeviceFeatures("cuda", (9, 0), triton=True, cudnn_attention=True, fp8_matmul=True)
+    for phase, changes in PHASE_CHANGES.items():
+        profile = SpeedProfile.COMPILE if phase.startswith("compile") else SpeedProfile.FAST
+        plan = plan_speed(profile, hopper)
+        assert len(changes) == 1
+        for lever, value in changes.items():
+            assert getattr(plan, lever) is not value, phase  # exists, and differs from the plan
 
-    names = {f.name for f in fields(SpeedPlan)}
-    for changes in PHASE_CHANGES.values():
-        assert set(changes) <= names and not any(changes.values())
+
+def test_the_qk_rope_check_compares_the_op_with_the_torch_ops_it_replaces() -> None:
+    check = qk_rope_check(text=3, image=5, heads=2, width=16, device="cpu")
+    # on the CPU the op is the torch ops themselves
+    assert check["double_max_abs"] == check["single_max_abs"] == 0.0
+    assert check["double_share_differing"] == 0.0
+    for case in ("double", "single"):
+        for path in ("kernel", "eager", "inductor"):
+            assert check[f"{case}_{path}_us"] > 0

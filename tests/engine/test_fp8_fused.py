@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,10 @@ from fluxbot.engine.fp8_fused import (
     gelu_cat_quantize,
     gelu_cat_quantize_reference,
     unfuse_single_blocks_,
+)
+from tests.engine.fp8_interpreted import (
+    assert_matches_allowing_for_the_interpreter,
+    run_kernel_interpreted,
 )
 from tests.engine.single_blocks import (
     DIM,
@@ -93,31 +94,6 @@ def test_the_op_on_the_cpu_is_the_reference() -> None:
     assert torch.equal(q.view(torch.uint8), rq.view(torch.uint8)) and torch.equal(scale, rscale)
 
 
-_INTERPRETED = """
-import sys, torch
-from fluxbot.engine import fp8_fused, fp8_kernel
-attn, mlp = torch.load(sys.argv[1])
-q = torch.empty(attn.shape[0], attn.shape[1] + mlp.shape[1], dtype=torch.float8_e4m3fn)
-scale = torch.empty(attn.shape[0], 1)
-fp8_kernel.launch(attn, mlp, q, scale)
-torch.save((q, scale), sys.argv[2])
-"""
-
-
-def _run_kernel_interpreted(
-    attn: torch.Tensor, mlp: torch.Tensor, tmp_path: Path
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The CUDA kernel's code run by Triton's interpreter on the CPU (a subprocess: the
-    interpreter must be chosen before Triton is imported)."""
-    inputs, outputs = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save((attn, mlp), inputs)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    command = [sys.executable, "-c", _INTERPRETED, str(inputs), str(outputs)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(outputs)
-
-
 @pytest.mark.skipif(not fp8_kernel.available(), reason="Triton is not installed")
 @pytest.mark.parametrize(("rows", "a", "h"), [(7, 48, 80), (3, 3072 // 16, 12288 // 16)])
 def test_the_triton_kernel_matches_the_reference_in_triton_s_interpreter(
@@ -131,26 +107,10 @@ def test_the_triton_kernel_matches_the_reference_in_triton_s_interpreter(
     attn[0, 5] = 1000.0
     strided = torch.randn(rows, h + 16, generator=g).to(torch.bfloat16)[:, :h]
     strided.copy_(mlp)  # a row stride that is not the width
-    q, scale = _run_kernel_interpreted(attn, strided, tmp_path)
+    q, scale = run_kernel_interpreted(attn, strided, tmp_path)
     rq, rscale = gelu_cat_quantize_reference(attn, mlp)
     assert q.dtype == FP8_DTYPE and q.shape == (rows, a + h)
     # GELU's tanh as a sigmoid can round a bf16 value one step apart: scales agree to < 1 %.
     assert torch.allclose(scale, rscale, rtol=1e-2, atol=0)
     assert float(scale[0]) == pytest.approx(1000.0 / 448.0, rel=1e-3)
-    # Triton's interpreter converts to fp8 unlike the card (which rounds to nearest even): it
-    # flushes subnormals to zero, rounds ties away from zero, and loses the carry when a value
-    # rounds up to a power of two (127.9 -> 64). Compare the normal range allowing for those:
-    # each value one fp8 step off at most, or half of a power of two, and few values off.
-    got, want = q.float(), rq.float()
-    normal = want.abs() >= 2**-6
-    assert normal.float().mean() > 0.5
-    off = (got - want).abs() > 0
-    one_step = (got - want).abs() <= 0.125 * want.abs()
-    lost_carry = (torch.log2(got.abs()).frac() == 0) & (
-        (2 * got - want).abs() <= 0.125 * want.abs()
-    )
-    assert bool((one_step | lost_carry)[normal].all())
-    assert float(off[normal].float().mean()) < 0.05
-    kept = normal & ~lost_carry
-    dequantised, expected = (got * scale)[kept], (want * rscale)[kept]
-    assert float((dequantised - expected).norm() / expected.norm()) < 0.01
+    assert_matches_allowing_for_the_interpreter(q, scale, rq, rscale)

@@ -15,6 +15,7 @@ from fluxbot.core.requests import GenerationRequest
 from fluxbot.engine.speed import (
     DeviceFeatures,
     apply_speed_profile,
+    compile_options,
     configure_compile_caches,
     fuse_qkv_,
     plan_speed,
@@ -131,7 +132,7 @@ def test_eager_profile_fuses_qkv_drops_the_copies_and_keeps_the_pixels() -> None
     assert np.abs(after - before).max() <= 2  # fp32 rounding of a fused matmul
 
 
-def test_fp8_runs_the_single_blocks_fused_with_the_same_pixels_as_unfused() -> None:
+def test_fp8_runs_single_blocks_and_feed_forwards_fused_with_the_same_pixels_as_unfused() -> None:
     from fluxbot.engine.pipeline import FluxRunner
 
     request = GenerationRequest(prompt="a red fox", seed=3, width=128, height=128)
@@ -139,8 +140,24 @@ def test_fp8_runs_the_single_blocks_fused_with_the_same_pixels_as_unfused() -> N
     images = {}
     for fused in (False, True):
         runner = FluxRunner.tiny()
-        report = apply_speed_profile(runner.pipe, replace(plan, fused_quantize=fused))
+        changes = {"fused_quantize": fused, "fused_feed_forward": fused}
+        report = apply_speed_profile(runner.pipe, replace(plan, **changes))
         singles = runner.pipe.transformer.single_transformer_blocks
+        doubles = runner.pipe.transformer.transformer_blocks
         assert report.fp8 is not None and report.fused_blocks == (len(singles) if fused else 0)
+        assert report.fused_feed_forwards == (2 * len(doubles) if fused else 0)
         images[fused] = np.asarray(runner.generate([request])[0].images[0])
     assert np.array_equal(images[True], images[False])
+
+
+def test_compile_options_carry_the_mode_or_inductor_s_persistent_reductions() -> None:
+    plan = plan_speed(SpeedProfile.COMPILE, HOPPER)
+    assert compile_options(plan) == {"fullgraph": True, "dynamic": True, "backend": "inductor"}
+    persistent = replace(plan, persistent_reductions=True)
+    assert compile_options(persistent)["options"] == {"triton.multi_kernel": 1}
+    tuned = replace(persistent, compile_mode="reduce-overhead")
+    assert compile_options(tuned)["mode"] == "reduce-overhead" and "options" not in compile_options(
+        tuned
+    )
+    # Other backends (the CPU tests' "eager") take no Inductor options.
+    assert "options" not in compile_options(replace(persistent, backend="eager"))
