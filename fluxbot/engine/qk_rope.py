@@ -102,15 +102,7 @@ def qk_norm_rope(
 
 
 @qk_norm_rope.register_fake
-def _(
-    txt: torch.Tensor,
-    img: torch.Tensor,
-    w_txt: torch.Tensor,
-    w_img: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    eps: float,
-) -> torch.Tensor:
+def _(txt: torch.Tensor, img: torch.Tensor, *weights_rope_eps: Any) -> torch.Tensor:
     batch, positions, heads, width = img.shape
     return img.new_empty(batch, txt.shape[1] + positions, heads, width)
 

@@ -15,12 +15,12 @@ def test_the_epilogue_check_tells_tanh_gelu_from_erf_and_measures_the_split() ->
 
 def test_each_comparison_phase_switches_one_lever_of_its_profile() -> None:
     from fluxbot.config import SpeedProfile
-    from fluxbot.engine.speed import DeviceFeatures, plan_speed
+    from fluxbot.engine.speed import plan_speed
+    from tests.engine.features import HOPPER
 
-    hopper = DeviceFeatures("cuda", (9, 0), triton=True, cudnn_attention=True, fp8_matmul=True)
     for phase, changes in PHASE_CHANGES.items():
         profile = SpeedProfile.COMPILE if phase.startswith("compile") else SpeedProfile.FAST
-        plan = plan_speed(profile, hopper)
+        plan = plan_speed(profile, HOPPER)
         assert len(changes) == 1
         for lever, value in changes.items():
             assert getattr(plan, lever) is not value, phase  # exists, and differs from the plan

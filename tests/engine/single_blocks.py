@@ -1,9 +1,13 @@
-"""Shared by the tests of the single-block forwards (fp8_fused, bf16_epilogues): inputs for a
-small FLUX single block and the check that a block compiles whole with the same numbers."""
+"""Shared by the tests of the block forwards (fp8_fused, fp8_ff, bf16_epilogues, qk_rope): inputs
+for a small FLUX block, such a block with fp8 linears, and the check that a block compiles whole
+with the same numbers."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from fluxbot.engine.fp8 import flux_transformer_chooser, quantize_linears_
 
 DIM, HEADS = 64, 2
 
@@ -33,3 +37,13 @@ def assert_compiles_whole_with_the_same_numbers(
         got = compiled(**inputs)
     for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b)
+
+
+def fp8_block(cls: type[nn.Module], group: str, seed: int = 0) -> nn.Module:
+    """A small bf16 FLUX block of `cls` with fp8 linears, as `fast` converts them when the block
+    sits in the transformer's `group` ("transformer_blocks", "single_transformer_blocks")."""
+    torch.manual_seed(seed)
+    block = cls(DIM, HEADS, DIM // HEADS).to(torch.bfloat16).eval()
+    holder = nn.ModuleDict({group: nn.ModuleList([block])})
+    quantize_linears_(holder, flux_transformer_chooser(dynamic=True, modulation=False))
+    return block

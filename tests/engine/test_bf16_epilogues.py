@@ -21,16 +21,14 @@ from fluxbot.engine.bf16_epilogues import (
     linear_gelu_tanh,
     use_gemm_epilogues_,
 )
-from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, plan_speed
+from fluxbot.engine.speed import apply_speed_profile, plan_speed
+from tests.engine.features import CPU, HOPPER
 from tests.engine.single_blocks import (
     DIM,
     HEADS,
     assert_compiles_whole_with_the_same_numbers,
     single_block_inputs,
 )
-
-HOPPER = DeviceFeatures("cuda", (9, 0), triton=True, cudnn_attention=True, fp8_matmul=True)
-CPU = DeviceFeatures("cpu")
 
 
 def _block(dtype: torch.dtype = torch.float32) -> FluxSingleTransformerBlock:

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from diffusers.models.transformers.transformer_flux import FluxTransformerBlock
 
 from fluxbot.engine import fp8_ff, fp8_kernel
-from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, flux_transformer_chooser, quantize_linears_
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear
 from fluxbot.engine.fp8_ff import fusable, fuse_feed_forwards_, unfuse_feed_forwards_
 from fluxbot.engine.fp8_fused import gelu_cat_quantize, gelu_cat_quantize_reference
 from tests.engine.fp8_interpreted import (
     assert_matches_allowing_for_the_interpreter,
     run_kernel_interpreted,
 )
-from tests.engine.single_blocks import DIM, HEADS, single_block_inputs
+from tests.engine.single_blocks import DIM, HEADS, fp8_block, single_block_inputs
 
 
-def _block(seed: int = 0) -> FluxTransformerBlock:
-    torch.manual_seed(seed)
-    block = FluxTransformerBlock(DIM, HEADS, DIM // HEADS).to(torch.bfloat16).eval()
-    holder = torch.nn.ModuleDict({"transformer_blocks": torch.nn.ModuleList([block])})
-    quantize_linears_(holder, flux_transformer_chooser(dynamic=True, modulation=False))
-    return block
+def _block(seed: int = 0) -> Any:
+    return fp8_block(FluxTransformerBlock, "transformer_blocks", seed)
 
 
 def _run(block: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock
 
 from fluxbot.engine import fp8_fused, fp8_kernel
-from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, flux_transformer_chooser, quantize_linears_
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear
 from fluxbot.engine.fp8_fused import (
     fusable,
     fuse_single_blocks_,
@@ -25,16 +26,13 @@ from tests.engine.single_blocks import (
     DIM,
     HEADS,
     assert_compiles_whole_with_the_same_numbers,
+    fp8_block,
     single_block_inputs,
 )
 
 
-def _block(seed: int = 0) -> FluxSingleTransformerBlock:
-    torch.manual_seed(seed)
-    block = FluxSingleTransformerBlock(DIM, HEADS, DIM // HEADS).to(torch.bfloat16).eval()
-    holder = torch.nn.ModuleDict({"single_transformer_blocks": torch.nn.ModuleList([block])})
-    quantize_linears_(holder, flux_transformer_chooser(dynamic=True, modulation=False))
-    return block
+def _block(seed: int = 0) -> Any:
+    return fp8_block(FluxSingleTransformerBlock, "single_transformer_blocks", seed)
 
 
 def _inputs() -> dict[str, object]:

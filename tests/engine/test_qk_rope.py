@@ -32,7 +32,8 @@ from fluxbot.engine.qk_rope import (
     qk_norm_rope_reference,
     use_qk_norm_rope_,
 )
-from fluxbot.engine.speed import DeviceFeatures, apply_speed_profile, fuse_qkv_, plan_speed
+from fluxbot.engine.speed import apply_speed_profile, fuse_qkv_, plan_speed
+from tests.engine.features import CPU, HOPPER
 from tests.engine.single_blocks import (
     DIM,
     HEADS,
@@ -40,8 +41,6 @@ from tests.engine.single_blocks import (
     single_block_inputs,
 )
 
-HOPPER = DeviceFeatures("cuda", (9, 0), triton=True, cudnn_attention=True, fp8_matmul=True)
-CPU = DeviceFeatures("cpu")
 HEAD = DIM // HEADS
 
 

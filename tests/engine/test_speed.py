@@ -20,10 +20,7 @@ from fluxbot.engine.speed import (
     fuse_qkv_,
     plan_speed,
 )
-
-HOPPER = DeviceFeatures("cuda", (9, 0), triton=True, cudnn_attention=True, fp8_matmul=True)
-AMPERE = DeviceFeatures("cuda", (8, 0), triton=True, cudnn_attention=True, fp8_matmul=False)
-CPU = DeviceFeatures("cpu")
+from tests.engine.features import AMPERE, CPU, HOPPER
 
 
 def test_each_profile_runs_as_asked_on_a_card_that_has_everything() -> None:
