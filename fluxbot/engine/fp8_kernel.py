@@ -101,4 +101,4 @@ def launch(attn: Any, mlp: Any, q: Any, scale: Any) -> None:
             triton.next_power_of_2(h_width),
         )
 
-    _TUNING.run((a_width, h_width), call)
+    _TUNING.run((a_width, h_width, str(mlp.dtype)), call)
