@@ -8,7 +8,8 @@ one-pass GELU + concat + fp8 quantise (fluxbot.engine.fp8_fused: Inductor's two 
 instead), and `fast` with Inductor's coordinate-descent tuning of each Triton kernel; `--only`
 names other phases (PHASE_CHANGES: each switches one lever off). For each
 it records the torch profiler's kernel-time breakdown of a 4-step denoise (fp8 / bf16 GEMMs,
-attention, Triton reductions / persistent reductions / pointwise, copies) and the gaps.
+attention, Triton reductions / persistent reductions / pointwise, copies) and the gaps, and the
+same for the text encoding and the VAE decode.
 """
 
 from __future__ import annotations
@@ -38,12 +39,18 @@ def _group(name: str) -> str:
     n = name.lower()
     if "gelu_cat_quantize" in n:
         return "fused quantise (fluxbot)"
+    if "qk_norm_rope" in n:
+        return "q/k norm + RoPE (fluxbot)"
     if n.startswith("triton"):  # Inductor names kernels after every op fused in, attention too
         return _triton_group(n)
+    if any(s in n for s in ("attention", "fmha", "flash", "sdpa")):
+        return "attention"
+    if "conv" in n or "fprop" in n:  # cuDNN's convolutions (the VAE), implicit GEMMs included
+        return "convolution"
     if "nvjet" in n or "gemm" in n or "cutlass" in n or "xmma" in n or "matmul" in n:
         return "fp8 gemm" if ("qq" in n or "e4m3" in n or "f8" in n) else "bf16 gemm"
-    if any(s in n for s in ("attention", "fmha", "flash", "cudnn", "sdpa")):
-        return "attention"
+    if "cudnn" in n:
+        return "other cudnn"
     if "memcpy" in n or "copy" in n or "cat" in n:
         return "copies"
     return "other aten"
@@ -149,6 +156,18 @@ def _measure_runner(runner: Any, log: Log, tag: str, counter: _Counter) -> dict[
         entry["profile"] = kernel_breakdown(
             lambda: _denoise(runner, (embeds.prompt_embeds, embeds.pooled))
         )
+        # The other two stages of an image, kernel by kernel: a new prompt each call (the
+        # runner's embedding cache would answer a repeated one), and the VAE decode with its
+        # conversion to PIL.
+        entry["text_profile"] = kernel_breakdown(lambda: runner.encode(counter.prompt(), 256))
+        packed = _denoise(runner, (embeds.prompt_embeds, embeds.pooled))
+        entry["decode_profile"] = kernel_breakdown(lambda: runner._decode(packed, SIDE, SIDE, None))
+    for stage in ("text_profile", "decode_profile"):
+        prof = entry[stage]
+        log(
+            f"{tag}: {stage} wall {prof['wall_ms']:.1f} ms, kernels {prof['kernel_ms']:.1f} ms, "
+            + json.dumps({k: round(v, 1) for k, v in prof["groups_ms"].items()})
+        )
     log(
         f"{tag}: {entry['s_per_image']:.3f} s/image ({entry['path']}), denoise "
         f"{entry['denoise_4_steps_ms']:.1f} ms, kernels {entry['profile']['kernel_ms']:.1f} ms, "
@@ -189,6 +208,7 @@ PHASE_CHANGES: dict[str, dict[str, bool]] = {
     "compile_noqk": {"qk_rope": False},
     "fast_noqk": {"qk_rope": False},
     "fast_noff": {"fused_feed_forward": False},
+    "fast_normq": {"norm_quantize": True},
     "fast_persistent": {"persistent_reductions": True},
     "compile_persistent": {"persistent_reductions": True},
 }
@@ -278,7 +298,8 @@ def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tupl
     report = apply_speed_profile(pipe, plan)
     log(
         f"{profile}: one-pass fp8 quantise in {report.fused_blocks} single blocks and "
-        f"{report.fused_feed_forwards} feed-forwards"
+        f"{report.fused_feed_forwards} feed-forwards; one-pass norm + quantise in "
+        f"{report.norm_quantize_blocks} single blocks"
     )
     runner = FluxRunner(pipe, "cuda", model_name="random", dtype=torch.bfloat16, placed=True)
     if report.paths is not None:

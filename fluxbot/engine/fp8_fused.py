@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,11 +75,17 @@ def _fused_forward(
     if type(self.proj_out) is not Fp8Linear:
         return type(self).forward(self, *inputs)
 
+    return run_single_block(self, *inputs, mlp=self.proj_mlp, project=project_quantized(self))
+
+
+def project_quantized(block: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A single block's `proj_out(concat(attn, GELU(mlp_pre)))` through the one-pass op."""
+
     def project(attn: torch.Tensor, mlp_pre: torch.Tensor) -> torch.Tensor:
         xq, x_scale = gelu_cat_quantize(rows(attn), rows(mlp_pre))
-        return self.proj_out.matmul_quantized(xq, x_scale, attn.shape[:-1], attn.dtype)
+        return block.proj_out.matmul_quantized(xq, x_scale, attn.shape[:-1], attn.dtype)
 
-    return run_single_block(self, *inputs, mlp=self.proj_mlp, project=project)
+    return project
 
 
 def _follows_diffusers(block: nn.Module) -> bool:

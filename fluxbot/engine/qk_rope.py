@@ -150,16 +150,31 @@ def _processor_class() -> type:
                 return super().__call__(
                     attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb
                 )
-            query, key, value, encoder_query, encoder_key, encoder_value = _get_qkv_projections(
+            query, key, value, *encoder = _get_qkv_projections(
                 attn, hidden_states, encoder_hidden_states
             )
+            return self.attend(
+                attn, query, key, value, image_rotary_emb, encoder if joint else None
+            )
+
+        def attend(
+            self,
+            attn: Any,
+            query: torch.Tensor,
+            key: torch.Tensor,
+            value: torch.Tensor,
+            image_rotary_emb: tuple[torch.Tensor, torch.Tensor],
+            encoder: list[torch.Tensor] | None = None,
+        ) -> Any:
+            """The attention from its projections on: (batch, positions, inner) queries, keys
+            and values, and for a joint attention the text's three (`encoder`)."""
             query = query.unflatten(-1, (-1, attn.head_dim))
             key = key.unflatten(-1, (-1, attn.head_dim))
             value = value.unflatten(-1, (-1, attn.head_dim))
-            if joint:
-                encoder_query = encoder_query.unflatten(-1, (-1, attn.head_dim))
-                encoder_key = encoder_key.unflatten(-1, (-1, attn.head_dim))
-                encoder_value = encoder_value.unflatten(-1, (-1, attn.head_dim))
+            if encoder is not None:
+                encoder_query = encoder[0].unflatten(-1, (-1, attn.head_dim))
+                encoder_key = encoder[1].unflatten(-1, (-1, attn.head_dim))
+                encoder_value = encoder[2].unflatten(-1, (-1, attn.head_dim))
                 value = torch.cat([encoder_value, value], dim=1)
                 q_norms = (attn.norm_added_q.weight, attn.norm_q.weight)
                 k_norms = (attn.norm_added_k.weight, attn.norm_k.weight)
@@ -174,14 +189,14 @@ def _processor_class() -> type:
                 query,
                 key,
                 value,
-                attn_mask=attention_mask,
+                attn_mask=None,
                 backend=self._attention_backend,
                 parallel_config=self._parallel_config,
             )
             hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
-            if not joint:
+            if encoder is None:
                 return hidden_states
-            text = encoder_hidden_states.shape[1]
+            text = encoder_query.shape[1]
             encoder_hidden_states, hidden_states = hidden_states.split_with_sizes(
                 [text, hidden_states.shape[1] - text], dim=1
             )

@@ -38,6 +38,14 @@ def follows_diffusers(block: nn.Module, followed: str = FOLLOWED_FORWARD) -> boo
     return forward_fingerprint(type(block).forward).startswith(followed)
 
 
+Front = Callable[
+    [torch.Tensor, torch.Tensor, "tuple[torch.Tensor, torch.Tensor] | None"],
+    "tuple[torch.Tensor, torch.Tensor, torch.Tensor]",
+]
+"""(hidden states with the text first, temb, RoPE) -> (attention output, MLP pre-activation,
+gate): the block's norm, attention and MLP projection, in one."""
+
+
 def run_single_block(
     block: Any,  # a diffusers FluxSingleTransformerBlock
     hidden_states: torch.Tensor,
@@ -48,19 +56,25 @@ def run_single_block(
     *,
     mlp: Callable[[torch.Tensor], torch.Tensor],
     project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    front: Front | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The block's forward: `mlp(norm_hidden_states)`, then `project(attn_output, that)` in
-    place of `proj_out(concat(attn_output, GELU(mlp)))`; (text, image) hidden states."""
+    place of `proj_out(concat(attn_output, GELU(mlp)))`; (text, image) hidden states. `front`,
+    if given, makes the attention output, the MLP's input and the gate in place of the norm,
+    `mlp` and the attention."""
     text_seq_len = encoder_hidden_states.shape[1]
     hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
     residual = hidden_states
-    norm_hidden_states, gate = block.norm(hidden_states, emb=temb)
-    mlp_out = mlp(norm_hidden_states)
-    attn_output = block.attn(
-        hidden_states=norm_hidden_states,
-        image_rotary_emb=image_rotary_emb,
-        **(joint_attention_kwargs or {}),
-    )
+    if front is not None:
+        attn_output, mlp_out, gate = front(hidden_states, temb, image_rotary_emb)
+    else:
+        norm_hidden_states, gate = block.norm(hidden_states, emb=temb)
+        mlp_out = mlp(norm_hidden_states)
+        attn_output = block.attn(
+            hidden_states=norm_hidden_states,
+            image_rotary_emb=image_rotary_emb,
+            **(joint_attention_kwargs or {}),
+        )
     hidden_states = residual + gate.unsqueeze(1) * project(attn_output, mlp_out)
     if hidden_states.dtype == torch.float16:
         hidden_states = hidden_states.clip(-65504, 65504)

@@ -52,6 +52,7 @@ from fluxbot.engine.fp8 import (
 )
 from fluxbot.engine.fp8_ff import fuse_feed_forwards_
 from fluxbot.engine.fp8_fused import fuse_single_blocks_
+from fluxbot.engine.norm_quantize import use_norm_quantize_
 from fluxbot.engine.qk_rope import use_qk_norm_rope_
 from fluxbot.engine.text_graphs import graph_text_encoders_
 
@@ -142,6 +143,9 @@ class SpeedPlan:
     # over the row held in registers, and keeps the faster (its multi-kernel benchmarking).
     # Off: `fast` 0.404 against 0.395 s/image without it on an H200 (bench kernels, -21).
     persistent_reductions: bool = False
+    # fp8 with qk_rope: the single blocks' LayerNorm + modulation + fp8 quantise in one kernel
+    # (fluxbot.engine.norm_quantize). A candidate, off until `bench kernels` has measured it.
+    norm_quantize: bool = False
     # bf16 `compile`: GELU in the GEMMs' epilogue and no concat before the single blocks'
     # proj_out (fluxbot.engine.bf16_epilogues).
     gemm_epilogues: bool = False
@@ -254,6 +258,7 @@ class SpeedReport:
     fp8_check: Fp8Check | None = None
     fused_blocks: int = 0  # single blocks running fluxbot::gelu_cat_quantize
     fused_feed_forwards: int = 0  # double blocks' feed-forwards running it too
+    norm_quantize_blocks: int = 0  # single blocks running fluxbot::norm_modulate_quantize
     epilogue_modules: int = 0  # blocks and GELUs with fluxbot.engine.bf16_epilogues' forwards
     qk_rope_attentions: int = 0  # attentions with fluxbot.engine.qk_rope's processor
     compiled: list[str] = field(default_factory=list)
@@ -384,6 +389,8 @@ def apply_speed_profile(
         report.epilogue_modules = use_gemm_epilogues_(transformer)
     if report.plan.qk_rope:
         report.qk_rope_attentions = use_qk_norm_rope_(transformer)
+        if report.plan.norm_quantize and report.fused_blocks:
+            report.norm_quantize_blocks = use_norm_quantize_(transformer)
     if plan.compile:
         if cache_dir is not None:
             configure_compile_caches(cache_dir)

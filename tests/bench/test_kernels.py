@@ -34,3 +34,23 @@ def test_the_qk_rope_check_compares_the_op_with_the_torch_ops_it_replaces() -> N
     for case in ("double", "single"):
         for path in ("kernel", "eager", "inductor"):
             assert check[f"{case}_{path}_us"] > 0
+
+
+def test_kernels_fall_in_the_groups_the_reports_name() -> None:
+    from bench.kernels import _group
+
+    cases = {
+        "_gelu_cat_quantize_rows": "fused quantise (fluxbot)",
+        "_qk_norm_rope_rows": "q/k norm + RoPE (fluxbot)",
+        "triton_red_fused_abs_amax_gelu_view_8": "triton reduction (looped)",
+        "triton_per_fused_native_group_norm_3": "triton persistent reduction",
+        "triton_poi_fused_silu_0": "triton pointwise",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7": "attention",
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
+        "void cudnn::engines_precompiled::nhwcToNchwKernel<__nv_bfloat16>": "other cudnn",
+        "nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_ovscale_bias_TNT": "fp8 gemm",
+        "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_gelubias_TNT": "bf16 gemm",
+        "Memcpy DtoH (Device -> Pinned)": "copies",
+        "void at::native::elementwise_kernel<128, 4>": "other aten",
+    }
+    assert {name: _group(name) for name in cases} == cases

@@ -4,12 +4,11 @@ conversion; shared by the tests of the ops that use the kernel."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+
+from tests.engine.triton_interpreted import run_interpreted
 
 _INTERPRETED = """
 import sys, torch
@@ -25,15 +24,9 @@ torch.save((q, scale), sys.argv[2])
 def run_kernel_interpreted(
     attn: torch.Tensor, mlp: torch.Tensor, tmp_path: Path
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The CUDA kernel's code run by Triton's interpreter on the CPU (a subprocess: the
-    interpreter must be chosen before Triton is imported)."""
-    inputs, outputs = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save((attn, mlp), inputs)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    command = [sys.executable, "-c", _INTERPRETED, str(inputs), str(outputs)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(outputs)
+    """fluxbot.engine.fp8_kernel run by Triton's interpreter on the CPU."""
+    result: tuple[torch.Tensor, torch.Tensor] = run_interpreted(_INTERPRETED, (attn, mlp), tmp_path)
+    return result
 
 
 def assert_matches_allowing_for_the_interpreter(

@@ -4,6 +4,8 @@ with the same numbers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -39,11 +41,16 @@ def assert_compiles_whole_with_the_same_numbers(
         assert torch.equal(a, b)
 
 
-def fp8_block(cls: type[nn.Module], group: str, seed: int = 0) -> nn.Module:
+def fp8_block(
+    cls: type[nn.Module], group: str, seed: int = 0, *, fused_qkv: bool = False
+) -> nn.Module:
     """A small bf16 FLUX block of `cls` with fp8 linears, as `fast` converts them when the block
-    sits in the transformer's `group` ("transformer_blocks", "single_transformer_blocks")."""
+    sits in the transformer's `group` ("transformer_blocks", "single_transformer_blocks"),
+    with its q/k/v projections fused first if asked (as every profile does)."""
     torch.manual_seed(seed)
-    block = cls(DIM, HEADS, DIM // HEADS).to(torch.bfloat16).eval()
+    block: Any = cls(DIM, HEADS, DIM // HEADS).to(torch.bfloat16).eval()
+    if fused_qkv:
+        block.attn.fuse_projections()
     holder = nn.ModuleDict({group: nn.ModuleList([block])})
     quantize_linears_(holder, flux_transformer_chooser(dynamic=True, modulation=False))
     return block

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -40,6 +37,7 @@ from tests.engine.single_blocks import (
     assert_compiles_whole_with_the_same_numbers,
     single_block_inputs,
 )
+from tests.engine.triton_interpreted import run_interpreted
 
 HEAD = DIM // HEADS
 
@@ -191,15 +189,8 @@ torch.save(out, sys.argv[2])
 
 
 def _run_kernel_interpreted(inputs: Segments, tmp_path: Path) -> torch.Tensor:
-    """The CUDA kernel's code run by Triton's interpreter on the CPU (a subprocess: the
-    interpreter must be chosen before Triton is imported)."""
-    given, taken = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save(inputs, given)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    command = [sys.executable, "-c", _INTERPRETED, str(given), str(taken)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(taken)
+    out: torch.Tensor = run_interpreted(_INTERPRETED, inputs, tmp_path)
+    return out
 
 
 def _truncated(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,191 @@
+"""One pass for the FLUX single blocks' input: LayerNorm, modulation and the fp8 quantise.
+
+Each single block normalises its hidden states (LayerNorm, no affine), modulates them per image
+(`* (1 + scale) + shift`) and hands the result to two fp8 linears (the fused q/k/v projection
+and the MLP's), which quantise it row by row. Under `fast` Inductor built that fp8 input in one
+looped reduction that reads the row three times (mean and variance, amax, quantise): 7.9 ms of
+the 4 steps at 1024x1024 on an H200, 52 us a call (bench/results/
+2026-12-03-nvidia-h200-21-kernels-fast.json). `fluxbot::norm_modulate_quantize` does it in one
+read (fluxbot.engine.norm_quantize_kernel on CUDA; the same torch ops elsewhere), and
+`use_norm_quantize_` gives each eligible single block a forward whose two linears take those
+rows as they are, the attention going on through fluxbot.engine.qk_rope's processor.
+
+A candidate, off by default (`SpeedPlan.norm_quantize`) until the bench's `fast_normq` phase has
+measured it on a card. A block keeps the forward it had (fluxbot.engine.fp8_fused's) whenever
+one of its parts is not what this follows: a LoRA on a linear, another processor, another
+diffusers.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fluxbot.engine import fp8_fused, norm_quantize_kernel
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, quantize_rowwise
+from fluxbot.engine.qk_rope import processor_class
+from fluxbot.engine.single_block import forward_fingerprint, run_single_block
+
+log = logging.getLogger(__name__)
+
+FOLLOWED_NORM = "ff138e112a4f"
+"""The start of `forward_fingerprint` of diffusers 0.42's AdaLayerNormZeroSingle.forward, whose
+modulation `_front` follows."""
+
+
+def norm_modulate_quantize_reference(
+    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the unfused block computes: quantize_rowwise(LayerNorm(x) * (1 + scale) + shift)
+    for (batch, positions, width) `x` and (batch, width) `shift` / `scale`."""
+    y = F.layer_norm(x, (x.shape[-1],), eps=eps) * (1 + scale[:, None]) + shift[:, None]
+    return quantize_rowwise(y.reshape(-1, y.shape[-1]))
+
+
+def _kernel_serves(x: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cuda"
+        and norm_quantize_kernel.available()
+        and x.dtype in (torch.bfloat16, torch.float16)
+    )
+
+
+@torch.library.custom_op("fluxbot::norm_modulate_quantize", mutates_args=())
+def norm_modulate_quantize(
+    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp8 rows of LayerNorm(x) * (1 + scale) + shift, (batch x positions, width), and their
+    fp32 scales, (rows, 1)."""
+    if not _kernel_serves(x):
+        return norm_modulate_quantize_reference(x, shift, scale, eps)
+    x = x.contiguous()
+    if shift.stride() != scale.stride() or shift.stride(-1) != 1:
+        shift, scale = shift.contiguous(), scale.contiguous()
+    batch, positions, width = x.shape
+    q = torch.empty(batch * positions, width, dtype=FP8_DTYPE, device=x.device)
+    s = torch.empty(batch * positions, 1, dtype=torch.float32, device=x.device)
+    with torch.cuda.device(x.device):
+        norm_quantize_kernel.launch(x, shift, scale, eps, q, s)
+    return q, s
+
+
+@norm_modulate_quantize.register_fake
+def _(x: torch.Tensor, *shift_scale_eps: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = x.shape[0] * x.shape[1]
+    return x.new_empty(rows, x.shape[-1], dtype=FP8_DTYPE), x.new_empty(rows, 1).float()
+
+
+def _dynamic_fp8(linear: Any) -> bool:
+    return type(linear) is Fp8Linear and linear.mode == "dynamic"
+
+
+def _parts_in_place(block: Any) -> bool:
+    """The parts `_front` uses are still what it follows (a LoRA installed later wraps a linear;
+    the q/k processor can be dropped)."""
+    attn = block.attn
+    return (
+        _dynamic_fp8(block.proj_mlp)
+        and getattr(attn, "fused_projections", False)
+        and _dynamic_fp8(getattr(attn, "to_qkv", None))
+        and isinstance(attn.processor, processor_class())
+    )
+
+
+def eligible(block: nn.Module) -> bool:
+    """A single block running fluxbot.engine.fp8_fused's forward whose norm is diffusers'
+    AdaLayerNormZeroSingle (a LayerNorm without affine) and whose q/k/v and MLP projections are
+    dynamic fp8 linears reading the normed rows, with the q/k processor."""
+    if not fp8_fused.fusable(block):
+        return False
+    norm: Any = getattr(block, "norm", None)
+    inner = getattr(norm, "norm", None)
+    return (
+        type(norm).__name__ == "AdaLayerNormZeroSingle"
+        and forward_fingerprint(type(norm).forward).startswith(FOLLOWED_NORM)
+        and type(inner) is nn.LayerNorm
+        and not inner.elementwise_affine
+        and _parts_in_place(block)
+    )
+
+
+def _forward(
+    self: Any,  # a diffusers FluxSingleTransformerBlock
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    temb: torch.Tensor,
+    image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    joint_attention_kwargs: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """fluxbot.engine.fp8_fused's single-block forward with the norm, the modulation and the
+    quantise of the q/k/v and MLP projections' input in one op (that forward whenever a part
+    is not in place)."""
+    inputs = (hidden_states, encoder_hidden_states, temb, image_rotary_emb, joint_attention_kwargs)
+    if (
+        joint_attention_kwargs
+        or image_rotary_emb is None
+        or type(self.proj_out) is not Fp8Linear
+        or not _parts_in_place(self)
+    ):
+        return fp8_fused._fused_forward(self, *inputs)
+
+    def front(
+        hidden: torch.Tensor, emb: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        norm, attn = self.norm, self.attn
+        shift, scale, gate = norm.linear(norm.silu(emb)).chunk(3, dim=1)
+        xq, x_scale = norm_modulate_quantize(hidden, shift, scale, norm.norm.eps)
+        leading, dtype = hidden.shape[:-1], hidden.dtype
+        mlp_pre = self.proj_mlp.matmul_quantized(xq, x_scale, leading, dtype)
+        qkv = attn.to_qkv.matmul_quantized(xq, x_scale, leading, dtype)
+        query, key, value = qkv.chunk(3, dim=-1)
+        return attn.processor.attend(attn, query, key, value, rope), mlp_pre, gate
+
+    return run_single_block(
+        self, *inputs, mlp=self.proj_mlp, project=fp8_fused.project_quantized(self), front=front
+    )
+
+
+def use_norm_quantize_(transformer: nn.Module) -> int:
+    """Give every eligible single block the one-op front; returns how many."""
+    changed: list[Any] = []
+    for block in transformer.modules():
+        if type(block).__name__ == "FluxSingleTransformerBlock" and eligible(block):
+            block.forward = types.MethodType(_forward, block)
+            changed.append(block)
+    if changed:
+        _warm_kernel(changed[0])
+    return len(changed)
+
+
+def drop_norm_quantize_(transformer: nn.Module) -> int:
+    """Back to fluxbot.engine.fp8_fused's forward (benchmarks compare both); returns how many."""
+    restored = 0
+    for block in transformer.modules():
+        forward = vars(block).get("forward")
+        if getattr(forward, "__func__", None) is _forward:
+            block.forward = types.MethodType(fp8_fused._fused_forward, block)
+            restored += 1
+    return restored
+
+
+TUNE_ROWS = 4096 + 256
+"""Rows the kernel is tuned on at load: a 1024x1024 image's tokens and the text's."""
+
+
+def _warm_kernel(block: Any) -> None:
+    """Compile and autotune the CUDA kernel now, on the loading thread (see fp8_fused)."""
+    weight = block.proj_mlp.qweight
+    width, dtype = block.proj_mlp.in_features, block.proj_mlp.compute_dtype
+    x = torch.zeros(1, 1, width, dtype=dtype, device=weight.device)
+    if not _kernel_serves(x):
+        return
+    with torch.inference_mode():
+        x = torch.zeros(1, TUNE_ROWS, width, dtype=dtype, device=weight.device)
+        mod = torch.zeros(1, width, dtype=dtype, device=weight.device)
+        norm_modulate_quantize(x, mod, mod, block.norm.norm.eps)
+    torch.cuda.synchronize(weight.device)
