@@ -6,7 +6,8 @@ and the MLP's), which quantise it row by row. Under `fast` Inductor built that f
 looped reduction that reads the row three times (mean and variance, amax, quantise): 7.9 ms of
 the 4 steps at 1024x1024 on an H200, 52 us a call (bench/results/
 2026-12-03-nvidia-h200-21-kernels-fast.json). `fluxbot::norm_modulate_quantize` does it in one
-read (fluxbot.engine.norm_quantize_kernel on CUDA; the same torch ops elsewhere), and
+read of the text's and the image's hidden states where they are, never concatenating them
+(fluxbot.engine.norm_quantize_kernel on CUDA; the same torch ops elsewhere), and
 `use_norm_quantize_` gives each eligible single block a forward whose two linears take those
 rows as they are, the attention going on through fluxbot.engine.qk_rope's processor.
 
@@ -39,10 +40,12 @@ modulation `_front` follows."""
 
 
 def norm_modulate_quantize_reference(
-    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
+    txt: torch.Tensor, img: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """What the unfused block computes: quantize_rowwise(LayerNorm(x) * (1 + scale) + shift)
-    for (batch, positions, width) `x` and (batch, width) `shift` / `scale`."""
+    for x = concat(txt, img) along positions ((batch, positions, width) each) and (batch, width)
+    `shift` / `scale`."""
+    x = torch.cat([txt, img], dim=1)
     y = F.layer_norm(x, (x.shape[-1],), eps=eps) * (1 + scale[:, None]) + shift[:, None]
     return quantize_rowwise(y.reshape(-1, y.shape[-1]))
 
@@ -57,27 +60,31 @@ def _kernel_serves(x: torch.Tensor) -> bool:
 
 @torch.library.custom_op("fluxbot::norm_modulate_quantize", mutates_args=())
 def norm_modulate_quantize(
-    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
+    txt: torch.Tensor, img: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp8 rows of LayerNorm(x) * (1 + scale) + shift, (batch x positions, width), and their
-    fp32 scales, (rows, 1)."""
-    if not _kernel_serves(x):
-        return norm_modulate_quantize_reference(x, shift, scale, eps)
-    x = x.contiguous()
+    """fp8 rows of LayerNorm(x) * (1 + scale) + shift for x = concat(txt, img) along positions,
+    (batch x positions, width), and their fp32 scales, (rows, 1); the concatenation is never
+    made (the kernel reads each row where it is)."""
+    if not _kernel_serves(img):
+        return norm_modulate_quantize_reference(txt, img, shift, scale, eps)
+    txt = txt if txt.stride(-1) == 1 else txt.contiguous()
+    img = img if img.stride(-1) == 1 else img.contiguous()
     if shift.stride() != scale.stride() or shift.stride(-1) != 1:
         shift, scale = shift.contiguous(), scale.contiguous()
-    batch, positions, width = x.shape
-    q = torch.empty(batch * positions, width, dtype=FP8_DTYPE, device=x.device)
-    s = torch.empty(batch * positions, 1, dtype=torch.float32, device=x.device)
-    with torch.cuda.device(x.device):
-        norm_quantize_kernel.launch(x, shift, scale, eps, q, s)
+    rows = img.shape[0] * (txt.shape[1] + img.shape[1])
+    q = torch.empty(rows, img.shape[-1], dtype=FP8_DTYPE, device=img.device)
+    s = torch.empty(rows, 1, dtype=torch.float32, device=img.device)
+    with torch.cuda.device(img.device):
+        norm_quantize_kernel.launch(txt, img, shift, scale, eps, q, s)
     return q, s
 
 
 @norm_modulate_quantize.register_fake
-def _(x: torch.Tensor, *shift_scale_eps: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = x.shape[0] * x.shape[1]
-    return x.new_empty(rows, x.shape[-1], dtype=FP8_DTYPE), x.new_empty(rows, 1).float()
+def _(
+    txt: torch.Tensor, img: torch.Tensor, *shift_scale_eps: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = img.shape[0] * (txt.shape[1] + img.shape[1])
+    return img.new_empty(rows, img.shape[-1], dtype=FP8_DTYPE), img.new_empty(rows, 1).float()
 
 
 def _dynamic_fp8(linear: Any) -> bool:
@@ -134,12 +141,15 @@ def _forward(
         return fp8_fused._fused_forward(self, *inputs)
 
     def front(
-        hidden: torch.Tensor, emb: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+        txt: torch.Tensor,
+        img: torch.Tensor,
+        emb: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         norm, attn = self.norm, self.attn
         shift, scale, gate = norm.linear(norm.silu(emb)).chunk(3, dim=1)
-        xq, x_scale = norm_modulate_quantize(hidden, shift, scale, norm.norm.eps)
-        leading, dtype = hidden.shape[:-1], hidden.dtype
+        xq, x_scale = norm_modulate_quantize(txt, img, shift, scale, norm.norm.eps)
+        leading, dtype = (img.shape[0], txt.shape[1] + img.shape[1]), img.dtype
         mlp_pre = self.proj_mlp.matmul_quantized(xq, x_scale, leading, dtype)
         qkv = attn.to_qkv.matmul_quantized(xq, x_scale, leading, dtype)
         query, key, value = qkv.chunk(3, dim=-1)
@@ -173,19 +183,19 @@ def drop_norm_quantize_(transformer: nn.Module) -> int:
     return restored
 
 
-TUNE_ROWS = 4096 + 256
-"""Rows the kernel is tuned on at load: a 1024x1024 image's tokens and the text's."""
+TUNE_TEXT, TUNE_IMAGE = 256, 4096
+"""Rows the kernel is tuned on at load: the text's and a 1024x1024 image's."""
 
 
 def _warm_kernel(block: Any) -> None:
     """Compile and autotune the CUDA kernel now, on the loading thread (see fp8_fused)."""
     weight = block.proj_mlp.qweight
     width, dtype = block.proj_mlp.in_features, block.proj_mlp.compute_dtype
-    x = torch.zeros(1, 1, width, dtype=dtype, device=weight.device)
-    if not _kernel_serves(x):
+    if not _kernel_serves(torch.zeros(1, 1, width, dtype=dtype, device=weight.device)):
         return
     with torch.inference_mode():
-        x = torch.zeros(1, TUNE_ROWS, width, dtype=dtype, device=weight.device)
+        txt = torch.zeros(1, TUNE_TEXT, width, dtype=dtype, device=weight.device)
+        img = torch.zeros(1, TUNE_IMAGE, width, dtype=dtype, device=weight.device)
         mod = torch.zeros(1, width, dtype=dtype, device=weight.device)
-        norm_modulate_quantize(x, mod, mod, block.norm.norm.eps)
+        norm_modulate_quantize(txt, img, mod, mod, block.norm.norm.eps)
     torch.cuda.synchronize(weight.device)

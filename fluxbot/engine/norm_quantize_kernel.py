@@ -1,6 +1,7 @@
 """The Triton kernel behind `fluxbot::norm_modulate_quantize` (fluxbot.engine.norm_quantize).
 
-One program per row: the row is loaded once and kept in registers; LayerNorm (no affine) in
+One program per row of the concatenation (text, image) of a single block's hidden states, read
+from the two where they are: the row is loaded once and kept in registers; LayerNorm (no affine) in
 fp32, rounded to the input's dtype as torch's layer_norm returns it; the modulation
 `* (1 + scale) + shift` of the row's image, each step rounded to the input's dtype as the eager
 ops round it; then the row's amax gives its fp8 scale, and the fp8 row and the scale are
@@ -24,23 +25,39 @@ if tl is not None:
     # (448: e4m3's largest finite value).
 
     def _norm_modulate_quantize_rows(
-        x_ptr,
+        txt_ptr,
+        img_ptr,
         shift_ptr,
         scale_ptr,
         q_ptr,
         s_ptr,
-        x_stride,
-        positions,
+        txt_sb,
+        txt_ss,
+        img_sb,
+        img_ss,
+        S,
+        T,
         mod_stride,
         eps,
         D: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
         row = tl.program_id(0).to(tl.int64)
-        image = row // positions
+        image = row // S
+        pos = row % S
         offs = tl.arange(0, BLOCK)
         inside = offs < D
-        x_raw = tl.load(x_ptr + row * x_stride + offs, mask=inside, other=0.0)
+        # Rows before T come from the text's hidden states, the rest from the image's.
+        is_txt = (pos + tl.zeros([BLOCK], dtype=tl.int64)) < T
+        from_txt = tl.load(
+            txt_ptr + image * txt_sb + pos * txt_ss + offs, mask=inside & is_txt, other=0.0
+        )
+        from_img = tl.load(
+            img_ptr + image * img_sb + (pos - T) * img_ss + offs,
+            mask=inside & ~is_txt,
+            other=0.0,
+        )
+        x_raw = tl.where(is_txt, from_txt, from_img)
         x = x_raw.to(tl.float32)
         mean = tl.sum(x, axis=0) / D
         centred = tl.where(inside, x - mean, 0.0)
@@ -79,27 +96,35 @@ def _compiled() -> Any:
     return triton.autotune(configs=configs, key=["D"])(kernel)
 
 
-def launch(x: Any, shift: Any, scale: Any, eps: float, q: Any, s: Any) -> None:
-    """Fill `q` (batch x positions rows of D, fp8 e4m3) and `s` (rows x 1, fp32) from 3-D `x`
-    (batch, positions, D), whose rows are contiguous, and (batch, D) `shift` / `scale` with a
-    contiguous last dimension."""
+def launch(txt: Any, img: Any, shift: Any, scale: Any, eps: float, q: Any, s: Any) -> None:
+    """Fill `q` (batch x (T + positions) rows of D, fp8 e4m3; the text's rows first) and `s`
+    (rows x 1, fp32) from 3-D `txt` (batch, T, D; T may be 0) and `img` (batch, positions, D),
+    whose last dimension is contiguous, and (batch, D) `shift` / `scale` with a contiguous last
+    dimension and the same strides."""
     import triton
 
-    batch, positions, width = x.shape
+    batch, text, width = txt.shape
+    positions = text + img.shape[1]
+    source = txt if text else img  # with no text rows nothing is read from it
 
     def call() -> None:
         _compiled()[(batch * positions,)](
-            x,
+            source,
+            img,
             shift,
             scale,
             q,
             s,
-            x.stride(1),
+            source.stride(0),
+            source.stride(1),
+            img.stride(0),
+            img.stride(1),
             positions,
+            text,
             shift.stride(0),
             eps,
             width,
             triton.next_power_of_2(width),
         )
 
-    _TUNING.run((width, str(x.dtype)), call)
+    _TUNING.run((width, str(img.dtype)), call)

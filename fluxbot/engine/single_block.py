@@ -39,11 +39,11 @@ def follows_diffusers(block: nn.Module, followed: str = FOLLOWED_FORWARD) -> boo
 
 
 Front = Callable[
-    [torch.Tensor, torch.Tensor, "tuple[torch.Tensor, torch.Tensor] | None"],
+    [torch.Tensor, torch.Tensor, torch.Tensor, "tuple[torch.Tensor, torch.Tensor] | None"],
     "tuple[torch.Tensor, torch.Tensor, torch.Tensor]",
 ]
-"""(hidden states with the text first, temb, RoPE) -> (attention output, MLP pre-activation,
-gate): the block's norm, attention and MLP projection, in one."""
+"""(text hidden states, image hidden states, temb, RoPE) -> (attention output over both, MLP
+pre-activation, gate): the block's norm, attention and MLP projection, in one."""
 
 
 def run_single_block(
@@ -63,10 +63,13 @@ def run_single_block(
     if given, makes the attention output, the MLP's input and the gate in place of the norm,
     `mlp` and the attention."""
     text_seq_len = encoder_hidden_states.shape[1]
-    hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+    image = hidden_states
+    hidden_states = torch.cat([encoder_hidden_states, image], dim=1)
     residual = hidden_states
     if front is not None:
-        attn_output, mlp_out, gate = front(hidden_states, temb, image_rotary_emb)
+        # The text and image as they are: the concatenation is left to be fused into the
+        # residual's sum below.
+        attn_output, mlp_out, gate = front(encoder_hidden_states, image, temb, image_rotary_emb)
     else:
         norm_hidden_states, gate = block.norm(hidden_states, emb=temb)
         mlp_out = mlp(norm_hidden_states)

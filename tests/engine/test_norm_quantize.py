@@ -100,19 +100,24 @@ def test_the_op_on_the_cpu_is_the_reference() -> None:
     x = (torch.randn(2, 7, 48, generator=g) * 3).to(torch.bfloat16)
     emb = torch.randn(2, 3 * 48, generator=g).to(torch.bfloat16)
     shift, scale, _ = emb.chunk(3, dim=1)
-    q, s = norm_modulate_quantize(x, shift, scale, 1e-6)
+    q, s = norm_modulate_quantize(x[:, :3], x[:, 3:], shift, scale, 1e-6)
     assert q.dtype == FP8_DTYPE and q.shape == (14, 48) and s.shape == (14, 1)
-    rq, rs = norm_modulate_quantize_reference(x, shift, scale, 1e-6)
+    rq, rs = norm_modulate_quantize_reference(x[:, :3], x[:, 3:], shift, scale, 1e-6)
     assert torch.equal(q.view(torch.uint8), rq.view(torch.uint8)) and torch.equal(s, rs)
+    # the rows in order, text first: the same as the whole as one segment
+    whole, whole_scale = norm_modulate_quantize(x[:, :0], x, shift, scale, 1e-6)
+    assert torch.equal(q.view(torch.uint8), whole.view(torch.uint8))
+    assert torch.equal(s, whole_scale)
 
 
 _INTERPRETED = """
 import sys, torch
 from fluxbot.engine import norm_quantize_kernel
-x, shift, scale = torch.load(sys.argv[1])
-q = torch.empty(x.shape[0] * x.shape[1], x.shape[2], dtype=torch.float8_e4m3fn)
+txt, img, shift, scale = torch.load(sys.argv[1])
+rows = img.shape[0] * (txt.shape[1] + img.shape[1])
+q = torch.empty(rows, img.shape[2], dtype=torch.float8_e4m3fn)
 s = torch.empty(q.shape[0], 1)
-norm_quantize_kernel.launch(x, shift, scale, 1e-6, q, s)
+norm_quantize_kernel.launch(txt, img, shift, scale, 1e-6, q, s)
 torch.save((q, s), sys.argv[2])
 """
 
@@ -126,8 +131,12 @@ def test_the_triton_kernel_matches_the_reference_in_triton_s_interpreter(tmp_pat
     x = ((torch.randn(2, 6, 96, generator=g) + 0.5) * magnitude).to(torch.bfloat16)
     emb = (torch.randn(2, 3 * 96, generator=g) * 2).to(torch.bfloat16)
     shift, scale, _ = emb.chunk(3, dim=1)
-    q, s = run_interpreted(_INTERPRETED, (x, shift, scale), tmp_path)
-    rq, rs = norm_modulate_quantize_reference(x, shift, scale, 1e-6)
+    # The text's rows from a view with a row stride that is not the width.
+    wide = torch.zeros(2, 2, 128, dtype=torch.bfloat16)
+    wide[..., :96] = x[:, :2]
+    txt, img = wide[..., :96], x[:, 2:]
+    q, s = run_interpreted(_INTERPRETED, (txt, img, shift, scale), tmp_path)
+    rq, rs = norm_modulate_quantize_reference(x[:, :2], img, shift, scale, 1e-6)
     assert q.dtype == FP8_DTYPE and q.shape == rq.shape == (12, 96)
     # The interpreter rounds to bf16 by truncation at each of the four roundings and converts
     # to fp8 its own way, losing the carry when a value rounds up to a power of two (127.9 ->
