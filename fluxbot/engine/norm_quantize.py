@@ -87,6 +87,10 @@ def _(
     return img.new_empty(rows, img.shape[-1], dtype=FP8_DTYPE), img.new_empty(rows, 1).float()
 
 
+def layer_norm_without_affine(norm: Any) -> bool:
+    return type(norm) is nn.LayerNorm and not norm.elementwise_affine
+
+
 def _dynamic_fp8(linear: Any) -> bool:
     return type(linear) is Fp8Linear and linear.mode == "dynamic"
 
@@ -110,12 +114,10 @@ def eligible(block: nn.Module) -> bool:
     if not fp8_fused.fusable(block):
         return False
     norm: Any = getattr(block, "norm", None)
-    inner = getattr(norm, "norm", None)
     return (
         type(norm).__name__ == "AdaLayerNormZeroSingle"
         and forward_fingerprint(type(norm).forward).startswith(FOLLOWED_NORM)
-        and type(inner) is nn.LayerNorm
-        and not inner.elementwise_affine
+        and layer_norm_without_affine(getattr(norm, "norm", None))
         and _parts_in_place(block)
     )
 

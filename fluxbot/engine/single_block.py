@@ -2,8 +2,9 @@
 
 fluxbot.engine.fp8_fused (`fast`) and fluxbot.engine.bf16_epilogues (`compile`) each replace two
 parts of `FluxSingleTransformerBlock.forward` (diffusers 0.42): how the MLP's activation is made
-and how `proj_out` reads concat(attention output, GELU(MLP)). The rest is this one copy, used
-only where the block runs the code it follows (`follows_diffusers`).
+and how `proj_out` reads concat(attention output, GELU(MLP)); fluxbot.engine.norm_quantize also
+replaces the norm, the attention and the MLP projection in one `front`. The rest is this one
+copy, used only where the block runs the code it follows (`follows_diffusers`).
 """
 
 from __future__ import annotations

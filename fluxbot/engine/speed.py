@@ -41,6 +41,7 @@ from fluxbot.config import MemoryProfile, SpeedProfile
 from fluxbot.core.requests import SCHNELL_SEQUENCE_LENGTH
 from fluxbot.engine.bf16_epilogues import use_gemm_epilogues_
 from fluxbot.engine.compiled import CompiledPaths, ShapeKey, compile_targets
+from fluxbot.engine.double_block_norm import use_double_norm_quantize_
 from fluxbot.engine.fp8 import (
     FP8_MIN_CAPABILITY,
     Fp8Check,
@@ -143,8 +144,9 @@ class SpeedPlan:
     # over the row held in registers, and keeps the faster (its multi-kernel benchmarking).
     # Off: `fast` 0.404 against 0.395 s/image without it on an H200 (bench kernels, -21).
     persistent_reductions: bool = False
-    # fp8 with qk_rope: the single blocks' LayerNorm + modulation + fp8 quantise in one kernel
-    # (fluxbot.engine.norm_quantize). A candidate, off until `bench kernels` has measured it.
+    # fp8 with qk_rope: the blocks' LayerNorm + modulation + fp8 quantise before their q/k/v
+    # projections in one kernel (engine.norm_quantize, engine.double_block_norm). A candidate,
+    # off until `bench kernels` has measured it.
     norm_quantize: bool = False
     # bf16 `compile`: GELU in the GEMMs' epilogue and no concat before the single blocks'
     # proj_out (fluxbot.engine.bf16_epilogues).
@@ -258,7 +260,7 @@ class SpeedReport:
     fp8_check: Fp8Check | None = None
     fused_blocks: int = 0  # single blocks running fluxbot::gelu_cat_quantize
     fused_feed_forwards: int = 0  # double blocks' feed-forwards running it too
-    norm_quantize_blocks: int = 0  # single blocks running fluxbot::norm_modulate_quantize
+    norm_quantize_blocks: int = 0  # blocks running fluxbot::norm_modulate_quantize
     epilogue_modules: int = 0  # blocks and GELUs with fluxbot.engine.bf16_epilogues' forwards
     qk_rope_attentions: int = 0  # attentions with fluxbot.engine.qk_rope's processor
     compiled: list[str] = field(default_factory=list)
@@ -390,7 +392,9 @@ def apply_speed_profile(
     if report.plan.qk_rope:
         report.qk_rope_attentions = use_qk_norm_rope_(transformer)
         if report.plan.norm_quantize and report.fused_blocks:
-            report.norm_quantize_blocks = use_norm_quantize_(transformer)
+            report.norm_quantize_blocks = use_norm_quantize_(
+                transformer
+            ) + use_double_norm_quantize_(transformer)
     if plan.compile:
         if cache_dir is not None:
             configure_compile_caches(cache_dir)

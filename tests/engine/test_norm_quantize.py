@@ -165,7 +165,8 @@ def test_it_is_a_candidate_off_by_default_and_on_it_keeps_the_pixels() -> None:
     for on in (False, True):
         runner = FluxRunner.tiny()
         report = apply_speed_profile(runner.pipe, replace(plan, norm_quantize=on))
-        singles = runner.pipe.transformer.single_transformer_blocks
-        assert report.norm_quantize_blocks == (len(singles) if on else 0)
+        transformer = runner.pipe.transformer
+        blocks = len(transformer.single_transformer_blocks) + len(transformer.transformer_blocks)
+        assert report.norm_quantize_blocks == (blocks if on else 0)
         images[on] = np.asarray(runner.generate([request])[0].images[0])
     assert np.array_equal(images[True], images[False])
