@@ -299,7 +299,7 @@ def _runner_with(pipe: Any, profile: Any, log: Log, **plan_changes: Any) -> tupl
     log(
         f"{profile}: one-pass fp8 quantise in {report.fused_blocks} single blocks and "
         f"{report.fused_feed_forwards} feed-forwards; one-pass norm + quantise in "
-        f"{report.norm_quantize_blocks} single blocks"
+        f"{report.norm_quantize_blocks} blocks"
     )
     runner = FluxRunner(pipe, "cuda", model_name="random", dtype=torch.bfloat16, placed=True)
     if report.paths is not None:
