@@ -21,8 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from fluxbot.engine.fp8 import Fp8Linear
-from fluxbot.engine.norm_quantize import layer_norm_without_affine, norm_modulate_quantize
+from fluxbot.engine.fp8 import is_dynamic_fp8
+from fluxbot.engine.fp8_fused import drop_forward_
+from fluxbot.engine.norm_quantize import (
+    layer_norm_without_affine,
+    norm_modulate_quantize,
+    warm_norm_quantize,
+)
 from fluxbot.engine.qk_rope import processor_class
 from fluxbot.engine.single_block import forward_fingerprint
 
@@ -32,16 +37,12 @@ FOLLOWED_NORM = "690b44401a6e"
 AdaLayerNormZero.forward, which `_forward` follows."""
 
 
-def _dynamic_fp8(linear: Any) -> bool:
-    return type(linear) is Fp8Linear and linear.mode == "dynamic"
-
-
 def _parts_in_place(block: Any) -> bool:
     attn = block.attn
     return (
         getattr(attn, "fused_projections", False)
-        and _dynamic_fp8(getattr(attn, "to_qkv", None))
-        and _dynamic_fp8(getattr(attn, "to_added_qkv", None))
+        and is_dynamic_fp8(getattr(attn, "to_qkv", None))
+        and is_dynamic_fp8(getattr(attn, "to_added_qkv", None))
         and isinstance(attn.processor, processor_class())
     )
 
@@ -132,19 +133,16 @@ def _forward(
 
 def use_double_norm_quantize_(transformer: nn.Module) -> int:
     """Give every eligible double block the one-op norm1s; returns how many."""
-    changed = 0
+    changed: list[Any] = []
     for block in transformer.modules():
         if eligible(block):
             block.forward = types.MethodType(_forward, block)
-            changed += 1
-    return changed
+            changed.append(block)
+    if changed:
+        warm_norm_quantize(changed[0].attn.to_qkv, changed[0].norm1.norm.eps)
+    return len(changed)
 
 
 def drop_double_norm_quantize_(transformer: nn.Module) -> int:
     """Back to diffusers' forward (benchmarks compare both); returns how many."""
-    restored = 0
-    for block in transformer.modules():
-        if getattr(vars(block).get("forward"), "__func__", None) is _forward:
-            del block.forward
-            restored += 1
-    return restored
+    return drop_forward_(transformer, _forward)

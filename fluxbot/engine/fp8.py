@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +129,11 @@ class Fp8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+def is_dynamic_fp8(linear: object) -> TypeGuard[Fp8Linear]:
+    """A plain fp8 linear that quantises its input per call (not one a LoRA wraps)."""
+    return type(linear) is Fp8Linear and linear.mode == "dynamic"
 
 
 def fp8_compatible(linear: nn.Linear) -> bool:

@@ -20,16 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from fluxbot.engine.fp8 import Fp8Linear
+from fluxbot.engine.bf16_epilogues import FOLLOWED_GELU
+from fluxbot.engine.fp8 import is_dynamic_fp8
 from fluxbot.engine.fp8_fused import drop_forward_, gelu_cat_quantize, warm_gelu_quantize
 from fluxbot.engine.single_block import forward_fingerprint, rows
 
 log = logging.getLogger(__name__)
 
 FOLLOWED_FEED_FORWARD = "1c9cc6e8159c"
-FOLLOWED_GELU = "87ac7265011e"
-"""The starts of `forward_fingerprint` of diffusers 0.42's FeedForward.forward and GELU.forward,
-which `_fused_forward` follows; other code is never replaced."""
+"""The start of `forward_fingerprint` of diffusers 0.42's FeedForward.forward, which
+`_fused_forward` follows (with its GELU module's, FOLLOWED_GELU); other code is never replaced."""
 
 
 def _fused_forward(self: Any, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -37,7 +37,7 @@ def _fused_forward(self: Any, hidden_states: torch.Tensor, *args: Any, **kwargs:
     with the GELU and the down-projection's input quantisation in one kernel (diffusers' own
     while the down-projection is not a plain dynamic fp8 linear, e.g. once a LoRA wraps it)."""
     down = self.net[2]
-    if args or kwargs or self.training or type(down) is not Fp8Linear or down.mode != "dynamic":
+    if args or kwargs or self.training or not is_dynamic_fp8(down):
         return type(self).forward(self, hidden_states, *args, **kwargs)
     pre = self.net[0].proj(hidden_states)
     flat = rows(pre)
@@ -67,8 +67,7 @@ def fusable(ff: nn.Module) -> bool:
     return (
         getattr(gelu, "approximate", None) == "tanh"
         and isinstance(getattr(gelu, "proj", None), nn.Module)
-        and type(down) is Fp8Linear
-        and down.mode == "dynamic"
+        and is_dynamic_fp8(down)
         and down.in_features == getattr(gelu.proj, "out_features", -1)
     )
 
@@ -89,8 +88,7 @@ def fuse_feed_forwards_(transformer: nn.Module) -> int:
             "one-pass fp8 quantise follows; they keep their own (slower, still correct)",
             other_code,
         )
-    for width in sorted({ff.net[2].in_features for ff in fused}):
-        down = next(ff.net[2] for ff in fused if ff.net[2].in_features == width)
+    for width, down in {ff.net[2].in_features: ff.net[2] for ff in fused}.items():
         warm_gelu_quantize(down, 0, width)
     return len(fused)
 

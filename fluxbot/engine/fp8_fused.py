@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fluxbot.engine import fp8_kernel
-from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, quantize_rowwise
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, is_dynamic_fp8, quantize_rowwise
 from fluxbot.engine.single_block import FOLLOWED_FORWARD, follows_diffusers, rows, run_single_block
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ def fusable(block: nn.Module) -> bool:
     proj_out, act = getattr(block, "proj_out", None), getattr(block, "act_mlp", None)
     proj_mlp = getattr(block, "proj_mlp", None)
     return (
-        type(proj_out) is Fp8Linear
-        and proj_out.mode == "dynamic"
+        is_dynamic_fp8(proj_out)
         and isinstance(act, nn.GELU)
         and act.approximate == "tanh"
         and proj_mlp is not None

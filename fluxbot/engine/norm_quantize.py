@@ -19,7 +19,6 @@ diffusers.
 
 from __future__ import annotations
 
-import logging
 import types
 from typing import Any
 
@@ -28,11 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fluxbot.engine import fp8_fused, norm_quantize_kernel
-from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, quantize_rowwise
+from fluxbot.engine.fp8 import FP8_DTYPE, Fp8Linear, is_dynamic_fp8, quantize_rowwise
 from fluxbot.engine.qk_rope import processor_class
 from fluxbot.engine.single_block import forward_fingerprint, run_single_block
-
-log = logging.getLogger(__name__)
 
 FOLLOWED_NORM = "ff138e112a4f"
 """The start of `forward_fingerprint` of diffusers 0.42's AdaLayerNormZeroSingle.forward, whose
@@ -91,18 +88,14 @@ def layer_norm_without_affine(norm: Any) -> bool:
     return type(norm) is nn.LayerNorm and not norm.elementwise_affine
 
 
-def _dynamic_fp8(linear: Any) -> bool:
-    return type(linear) is Fp8Linear and linear.mode == "dynamic"
-
-
 def _parts_in_place(block: Any) -> bool:
     """The parts `_front` uses are still what it follows (a LoRA installed later wraps a linear;
     the q/k processor can be dropped)."""
     attn = block.attn
     return (
-        _dynamic_fp8(block.proj_mlp)
+        is_dynamic_fp8(block.proj_mlp)
         and getattr(attn, "fused_projections", False)
-        and _dynamic_fp8(getattr(attn, "to_qkv", None))
+        and is_dynamic_fp8(getattr(attn, "to_qkv", None))
         and isinstance(attn.processor, processor_class())
     )
 
@@ -170,7 +163,7 @@ def use_norm_quantize_(transformer: nn.Module) -> int:
             block.forward = types.MethodType(_forward, block)
             changed.append(block)
     if changed:
-        _warm_kernel(changed[0])
+        warm_norm_quantize(changed[0].proj_mlp, changed[0].norm.norm.eps)
     return len(changed)
 
 
@@ -189,15 +182,19 @@ TUNE_TEXT, TUNE_IMAGE = 256, 4096
 """Rows the kernel is tuned on at load: the text's and a 1024x1024 image's."""
 
 
-def _warm_kernel(block: Any) -> None:
-    """Compile and autotune the CUDA kernel now, on the loading thread (see fp8_fused)."""
-    weight = block.proj_mlp.qweight
-    width, dtype = block.proj_mlp.in_features, block.proj_mlp.compute_dtype
-    if not _kernel_serves(torch.zeros(1, 1, width, dtype=dtype, device=weight.device)):
+def warm_norm_quantize(projection: Fp8Linear, eps: float) -> None:
+    """Compile and autotune the CUDA kernel for the rows `projection` reads, now, on the loading
+    thread (see fluxbot.engine.fp8_fused.warm_gelu_quantize)."""
+    device, width, dtype = (
+        projection.qweight.device,
+        projection.in_features,
+        projection.compute_dtype,
+    )
+    if not _kernel_serves(torch.zeros(1, 1, width, dtype=dtype, device=device)):
         return
     with torch.inference_mode():
-        txt = torch.zeros(1, TUNE_TEXT, width, dtype=dtype, device=weight.device)
-        img = torch.zeros(1, TUNE_IMAGE, width, dtype=dtype, device=weight.device)
-        mod = torch.zeros(1, width, dtype=dtype, device=weight.device)
-        norm_modulate_quantize(txt, img, mod, mod, block.norm.norm.eps)
-    torch.cuda.synchronize(weight.device)
+        txt = torch.zeros(1, TUNE_TEXT, width, dtype=dtype, device=device)
+        img = torch.zeros(1, TUNE_IMAGE, width, dtype=dtype, device=device)
+        mod = torch.zeros(1, width, dtype=dtype, device=device)
+        norm_modulate_quantize(txt, img, mod, mod, eps)
+    torch.cuda.synchronize(device)
