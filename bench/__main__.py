@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--out", type=Path, default=DEFAULT_OUT)
     images.add_argument("--arch", choices=("full", "tiny"), default="full")
     images.add_argument("--side", type=int, default=1024, help="side of the source image")
+    images.add_argument("--profile", action="store_true", help="kernel breakdown of each op")
     child = sub.add_parser("child", help=argparse.SUPPRESS)
     common(child)
     child.add_argument("--task", choices=("restart", "memory"), required=True)
@@ -301,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiles=args.profiles,
             arch=args.arch,
             side=args.side,
+            kernel_profiles=args.profile,
         )
         return 0
     if args.command == "run":

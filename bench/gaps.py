@@ -84,14 +84,14 @@ def _instrument(runner: Any, timeline: Timeline) -> None:
 
     pipe.encode_prompt = timed_encode
     pipe.transformer.register_forward_pre_hook(lambda *_: timeline.mark("first_work"))
-    to_pil = pipeline_module._to_pil
+    to_pil = pipeline_module.pil_images
 
-    def timed_to_pil(decoded: torch.Tensor) -> Any:
-        images = to_pil(decoded)
+    def timed_to_pil(pixels: torch.Tensor) -> Any:
+        images = to_pil(pixels)
         timeline.mark("pil_end")
         return images
 
-    pipeline_module._to_pil = timed_to_pil
+    pipeline_module.pil_images = timed_to_pil
     generate = runner.generate
 
     def timed_generate(*args: Any, **kwargs: Any) -> Any:

@@ -76,6 +76,34 @@ def _measure(
     return {"s": median(times), "times": times, "first_s": first, "peak_gib": peak}, out
 
 
+def _short(profile: dict[str, Any]) -> dict[str, Any]:
+    """A kernel breakdown without its long kernel list (the ten busiest stay)."""
+    return {**profile, "top_kernels": profile["top_kernels"][:10]}
+
+
+def _profile_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Where each op's time went, where measured: stages, and kernel groups of one call."""
+    lines = []
+    for name, results in runs.items():
+        for op, stats in results.items():
+            parts = []
+            if "stages_s" in stats:
+                parts.append(
+                    "stages "
+                    + ", ".join(f"{k} {1000 * v:.0f}" for k, v in stats["stages_s"].items())
+                )
+            if "profile" in stats:
+                prof = stats["profile"]
+                groups = ", ".join(f"{k} {v:.0f}" for k, v in prof["groups_ms"].items() if v >= 1)
+                parts.append(
+                    f"profiled wall {prof['wall_ms']:.0f}, kernels {prof['kernel_ms']:.0f} "
+                    f"({groups}), gaps {prof['gaps_ms']:.0f}"
+                )
+            if parts:
+                lines.append(f"- {name} {op} (ms): " + "; ".join(parts))
+    return lines + ([""] if lines else [])
+
+
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
@@ -91,9 +119,11 @@ def run_images(
     profiles: list[str],
     arch: str = "full",
     side: int = 1024,
+    kernel_profiles: bool = False,
 ) -> Path:
     from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline
 
+    from bench.kernels import kernel_breakdown
     from bench.model import build_pipeline
     from bench.runs import apply_bot_switches, plain_script_switches
     from fluxbot.config import SpeedProfile
@@ -168,13 +198,23 @@ def run_images(
 
     zoom_box = zoom_layout(side, side, 2.0).source
     pan = pan_layout(side, side, PanDirection.LEFT, 2048, 2048, 2.0)
+    # A prompt of its own for every op and call: a prompt seen before would come from the
+    # runner's embedding cache, and stock encodes every call.
     requests: dict[str, Callable[[int], GenerationRequest]] = {
         "text": lambda i: GenerationRequest(f"{prompt} {i}", i, width=side, height=side),
         "vary_0.35": lambda i: GenerationRequest(
-            f"{prompt} {i}", i, width=side, height=side, edit=edit(Operation.VARY, strength=0.35)
+            f"{prompt} (vary) {i}",
+            i,
+            width=side,
+            height=side,
+            edit=edit(Operation.VARY, strength=0.35),
         ),
         "vary_0.7": lambda i: GenerationRequest(
-            f"{prompt} {i}", i, width=side, height=side, edit=edit(Operation.VARY, strength=0.7)
+            f"{prompt} (strong vary) {i}",
+            i,
+            width=side,
+            height=side,
+            edit=edit(Operation.VARY, strength=0.7),
         ),
         "remix": lambda i: GenerationRequest(
             f"an oil painting of {prompt} {i}",
@@ -184,14 +224,14 @@ def run_images(
             edit=edit(Operation.REMIX, strength=0.6),
         ),
         "upscale_2048": lambda i: GenerationRequest(
-            f"{prompt} {i}",
+            f"{prompt} (upscaled) {i}",
             i,
             width=big,
             height=big,
             edit=edit(Operation.UPSCALE, strength=0.3, tile=1152),
         ),
         "zoom_2": lambda i: GenerationRequest(
-            f"{prompt} {i}",
+            f"{prompt} (zoomed out) {i}",
             i,
             width=side,
             height=side,
@@ -202,7 +242,7 @@ def run_images(
             ),
         ),
         "pan_left": lambda i: GenerationRequest(
-            f"{prompt} {i}",
+            f"{prompt} (panned) {i}",
             i,
             width=pan.canvas[0],
             height=pan.canvas[1],
@@ -213,7 +253,6 @@ def run_images(
             ),
         ),
     }
-    big_source = source.resize((big, big), Image.Resampling.LANCZOS)
 
     def stock_call(op: str, i: int) -> Any:
         request = requests[op](i)
@@ -230,9 +269,10 @@ def run_images(
                 **common,
             ).images
         if op == "upscale_2048":
+            # diffusers resizes the source to width x height itself (Lanczos), timed as ours is.
             return stock_pipes["img2img"](
                 prompt=request.prompt,
-                image=big_source,
+                image=source,
                 strength=0.3,
                 generator=gen,
                 **size,
@@ -251,6 +291,8 @@ def run_images(
 
     for op in OPS[1:]:
         stats, _ = _measure(device, lambda i, op=op: stock_call(op, i), repeats)
+        if kernel_profiles:
+            stats["profile"] = _short(kernel_breakdown(lambda op=op: stock_call(op, 99)))
         rec.put("stock", op, stats)
         log(f"stock {op} {stats['s']:.3f} s, peak {stats['peak_gib']:.1f} GiB")
     stock_pipes.clear()
@@ -298,6 +340,18 @@ def run_images(
             )
             stats["size"] = list(results[0].images[0].size)
             stats["path"] = results[0].path
+            timings = results[0].timings
+            stats["stages_s"] = {
+                "text_encode": timings.text_encode,
+                "denoise": timings.denoise,
+                "decode": timings.decode,
+            }
+            if kernel_profiles:
+                stats["profile"] = _short(
+                    kernel_breakdown(
+                        lambda op=op, runner=runner: runner.generate([requests[op](99)])
+                    )
+                )
             if op == "upscale_2048":
                 stats["tiles"] = len(tile_grid(big, big, 1152))
             rec.put(profile, op, stats)
@@ -340,5 +394,6 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
             cells.append(f"{stats['s']:.3f}{ratio}, {stats['peak_gib']:.1f} GiB")
         lines.append(f"| {op} | " + " | ".join(cells) + " |")
     lines += ["", "Memory: " + json.dumps(data["memory"]), ""]
+    lines += _profile_lines(runs)
     lines += [f"- {note}" for note in data["notes"]]
     path.write_text("\n".join(lines) + "\n")

@@ -289,7 +289,7 @@ def probe_fp8_quality(pipe: Any, log: Log, side: int = 1024) -> dict[str, Any]:
     import numpy as np
 
     from fluxbot.engine.fp8 import flux_transformer_chooser, quantize_linears_
-    from fluxbot.engine.pipeline import _to_pil
+    from fluxbot.engine.pixels import to_pil
     from fluxbot.engine.speed import fuse_qkv_
 
     device = pipe._execution_device
@@ -320,7 +320,7 @@ def probe_fp8_quality(pipe: Any, log: Log, side: int = 1024) -> dict[str, Any]:
             latents = pipe._unpack_latents(packed, side, side, pipe.vae_scale_factor)
             latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
             decoded = pipe.vae.decode(latents.to(torch.bfloat16), return_dict=False)[0]
-            return np.asarray(_to_pil(decoded)[0]).astype(np.float64)
+            return np.asarray(to_pil(decoded)[0]).astype(np.float64)
 
         bf16 = denoise()
         bf16_image = image(bf16)

@@ -28,8 +28,10 @@ from fluxbot.core.edits import MASK_OVERLAP, Box, ImageEdit, Pipeline, tile_grid
 from fluxbot.core.requests import GenerationRequest, GenerationResult, StageTimings
 from fluxbot.core.seeds import advance_seed, make_generators
 from fluxbot.devices.memory import LighterSettings
+from fluxbot.engine.blending import TileBlend, paste_back
 from fluxbot.engine.compiled import ShapeKey
 from fluxbot.engine.memory_profiles import pin_execution_device
+from fluxbot.engine.pixels import image_tensor, pil_images
 
 StepCallback = Callable[[Any], None]
 
@@ -63,9 +65,9 @@ class RunnerParts(Protocol):
         size: tuple[int, int] | None = None,
     ) -> Callable[..., dict[str, Any]]: ...
 
-    def _decode(
+    def _decode_pixels(
         self, packed: torch.Tensor, width: int, height: int, lighter: LighterSettings | None
-    ) -> list[Image.Image]: ...
+    ) -> torch.Tensor: ...
 
 
 log = logging.getLogger(__name__)
@@ -126,37 +128,6 @@ def outpaint_inputs(request: GenerationRequest) -> tuple[Image.Image, Image.Imag
     mask = Image.new("L", layout.canvas, 255)
     mask.paste(0, (keep.x, keep.y, keep.right, keep.bottom))
     return canvas, mask, canvas.copy()
-
-
-def blend_weights(box: Box, canvas: tuple[int, int], ramp: int) -> np.ndarray:
-    """Per-pixel weights of a region: 1 inside, falling linearly to ~0 over `ramp` px at each
-    edge that lies inside the canvas (edges on the canvas border keep full weight)."""
-    ys = np.arange(box.height, dtype=np.float32)
-    xs = np.arange(box.width, dtype=np.float32)
-
-    def ramp_1d(pos: np.ndarray, length: int, low_open: bool, high_open: bool) -> np.ndarray:
-        weight = np.ones(length, dtype=np.float32)
-        if low_open:
-            weight = np.minimum(weight, (pos + 1) / (ramp + 1))
-        if high_open:
-            weight = np.minimum(weight, (length - pos) / (ramp + 1))
-        return weight
-
-    wy = ramp_1d(ys, box.height, box.y > 0, box.bottom < canvas[1])
-    wx = ramp_1d(xs, box.width, box.x > 0, box.right < canvas[0])
-    return wy[:, None] * wx[None, :]
-
-
-def paste_back(generated: Image.Image, original: Image.Image, keep: Box, ramp: int) -> Image.Image:
-    """The original pixels over the kept region, feathered into the generated ones, so what
-    the user kept stays exactly as it was (the VAE round trip would soften it)."""
-    canvas = generated.size
-    out = np.asarray(generated, dtype=np.float32).copy()
-    src = np.asarray(original, dtype=np.float32)
-    weight = blend_weights(keep, canvas, ramp)[..., None]
-    region = (slice(keep.y, keep.bottom), slice(keep.x, keep.right))
-    out[region] = weight * src[region] + (1 - weight) * out[region]
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
 def share_components(cls: Any, base: Any) -> Any:
@@ -236,23 +207,27 @@ class ImageOps:
         started = time.perf_counter()
         embeds, pooled, inputs, generators = [], [], [], []
         masks: list[Image.Image | None] = []
-        originals: list[Image.Image | None] = []
+        kept: list[torch.Tensor] = []  # outpainting: each image's kept pixels, on the device
         mask: Image.Image | None
-        original: Image.Image | None
+        keep = None
+        if kind is Pipeline.INPAINT:
+            assert first.edit is not None
+            keep = first.edit.layout(first.width, first.height).keep
         for request in requests:
             e, p = runner._request_embeds(request)
             embeds.append(e)
             pooled.append(p)
             if kind is Pipeline.INPAINT:
+                assert keep is not None
                 canvas, mask, original = outpaint_inputs(request)
+                region = np.asarray(original)[keep.y : keep.bottom, keep.x : keep.right]
+                kept += [image_tensor(region, runner.device)] * request.image_count
             else:
                 assert request.edit is not None
                 canvas = resized(load_source(request.edit), (request.width, request.height))
-                mask = original = None
-            for _ in range(request.image_count):
-                inputs.append(canvas)
-                masks.append(mask)
-                originals.append(original)
+                mask = None
+            inputs += [canvas] * request.image_count
+            masks += [mask] * request.image_count
             generators.extend(make_generators(request.seeds))
         runner._sync()
         text_done = time.perf_counter()
@@ -271,15 +246,16 @@ class ImageOps:
         runner._sync()
         denoise_done = time.perf_counter()
         with runner._path(compiled):
-            images = runner._decode(packed, first.width, first.height, lighter)
+            decoded = runner._decode_pixels(packed, first.width, first.height, lighter)
         if kind is Pipeline.INPAINT:
-            assert first.edit is not None
-            keep = first.edit.layout(first.width, first.height).keep
-            kept = [original for original in originals if original is not None]
-            images = [
-                paste_back(image, original, keep, MASK_OVERLAP)
-                for image, original in zip(images, kept, strict=True)
-            ]
+            assert keep is not None
+            decoded = torch.stack(
+                [
+                    paste_back(image, original, keep, MASK_OVERLAP)
+                    for image, original in zip(decoded, kept, strict=True)
+                ]
+            )
+        images = pil_images(decoded)
         runner._sync()
         decode_done = time.perf_counter()
         results = []
@@ -378,9 +354,7 @@ class ImageOps:
         text_done = time.perf_counter()
         steps_each = request.denoise_steps
         total = steps_each * len(tiles)
-        acc = np.zeros((request.height, request.width, 3), dtype=np.float32)
-        weight_sum = np.zeros((request.height, request.width, 1), dtype=np.float32)
-        overlap_ramp = _tile_ramp(tiles)
+        blend = TileBlend(request.width, request.height, _tile_ramp(tiles), runner.device)
         denoise_s = decode_s = 0.0
         paths: set[bool] = set()
         for number, tile in enumerate(tiles):
@@ -412,16 +386,13 @@ class ImageOps:
             runner._sync()
             denoised = time.perf_counter()
             with runner._path(compiled):
-                refined = runner._decode(packed, tile.width, tile.height, lighter)[0]
+                refined = runner._decode_pixels(packed, tile.width, tile.height, lighter)[0]
             paths.add(compiled)
+            blend.add(tile, refined)
             runner._sync()
             denoise_s += denoised - tile_started
             decode_s += time.perf_counter() - denoised
-            weight = blend_weights(tile, canvas, overlap_ramp)[..., None]
-            region = (slice(tile.y, tile.bottom), slice(tile.x, tile.right))
-            acc[region] += weight * np.asarray(refined, dtype=np.float32)
-            weight_sum[region] += weight
-        image = Image.fromarray(np.clip(np.rint(acc / weight_sum), 0, 255).astype(np.uint8))
+        image = pil_images(blend.result()[None])[0]
         timings = StageTimings(text_encode=text_done - started, denoise=denoise_s, decode=decode_s)
         notes = [f"refined in {len(tiles)} tiles"] if len(tiles) > 1 else []
         path = "compiled" if paths == {True} else "eager"

@@ -32,6 +32,7 @@ from fluxbot.engine.compiled import CompiledPaths, ShapeKey, private_pipeline
 from fluxbot.engine.image_ops import ImageOps, pixels
 from fluxbot.engine.lora import DEFAULT_CAPACITY, LoraAdapters
 from fluxbot.engine.memory_profiles import pin_execution_device
+from fluxbot.engine.pixels import pil_images, uint8_pixels
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +119,6 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
         sin = torch.sin(omega)
         mixed = (torch.sin((1 - t) * omega) / sin) * a32 + (torch.sin(t * omega) / sin) * b32
     return mixed.reshape(a.shape).to(a.dtype)
-
-
-def _to_pil(decoded: torch.Tensor) -> list[Image.Image]:
-    """VAE output in [-1, 1] to PIL images, as diffusers' postprocess computes it, but made
-    uint8 on the device: a 1024x1024 float copy to the CPU costs the device thread ~15 ms."""
-    images = (decoded * 0.5 + 0.5).clamp(0, 1).float()
-    # Channels-last and contiguous on the device: a strided CHW copy made Image.fromarray
-    # gather pixel by pixel (~14 ms of the H200's idle time between jobs).
-    pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-    return [Image.fromarray(array) for array in pixels.cpu().numpy()]
 
 
 class FluxRunner:
@@ -594,6 +585,12 @@ class FluxRunner:
     def _decode(
         self, packed: torch.Tensor, width: int, height: int, lighter: LighterSettings | None
     ) -> list[Image.Image]:
+        return pil_images(self._decode_pixels(packed, width, height, lighter))
+
+    def _decode_pixels(
+        self, packed: torch.Tensor, width: int, height: int, lighter: LighterSettings | None
+    ) -> torch.Tensor:
+        """The VAE decode of packed latents, as N x H x W x 3 uint8 pixels on the device."""
         pipe = self.pipe
         vae = pipe.vae
         # Switch on only what is off, so a profile's own tiling (lowvram) survives the retry.
@@ -608,7 +605,7 @@ class FluxRunner:
                 latents = pipe._unpack_latents(packed, height, width, pipe.vae_scale_factor)
                 latents = latents / vae.config.scaling_factor + vae.config.shift_factor
                 decoded = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
-                return _to_pil(decoded)
+                return uint8_pixels(decoded)
         finally:
             if tiling:
                 vae.disable_tiling()

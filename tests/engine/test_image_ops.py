@@ -14,7 +14,6 @@ from PIL import Image
 from fluxbot.core.edits import ImageEdit, Operation, PanDirection, pan_layout, zoom_layout
 from fluxbot.core.requests import GenerationRequest
 from fluxbot.engine.encoding import encode_png
-from fluxbot.engine.image_ops import paste_back
 from fluxbot.engine.pipeline import FluxRunner, GenerationCancelled, StepProgress
 
 
@@ -124,17 +123,6 @@ def test_pan_extends_the_canvas(tiny_runner: FluxRunner, source: bytes) -> None:
     original = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
     # The right part is the original image (beyond the feather band), the left is new.
     assert np.array_equal(np.asarray(image)[:, 128 + 64 :], original[:, 64:])
-
-
-def test_paste_back_feathers_into_the_generated_border() -> None:
-    generated = Image.new("RGB", (64, 64), (0, 0, 0))
-    original = Image.new("RGB", (64, 64), (200, 200, 200))
-    from fluxbot.core.edits import Box
-
-    out = np.asarray(paste_back(generated, original, Box(16, 16, 32, 32), 8))
-    assert (out[:16] == 0).all()  # outside the kept box: generated
-    assert (out[28:36, 28:36] == 200).all()  # well inside: original
-    assert 0 < out[16, 32, 0] < 200  # on the edge: a blend
 
 
 def test_upscale_doubles_in_tiles_with_progress_over_all_tiles(
