@@ -208,7 +208,7 @@ PHASE_CHANGES: dict[str, dict[str, bool]] = {
     "compile_noqk": {"qk_rope": False},
     "fast_noqk": {"qk_rope": False},
     "fast_noff": {"fused_feed_forward": False},
-    "fast_normq": {"norm_quantize": True},
+    "fast_nonormq": {"norm_quantize": False},
     "fast_persistent": {"persistent_reductions": True},
     "compile_persistent": {"persistent_reductions": True},
 }

@@ -9,7 +9,7 @@ double block diffusers' forward (0.42) with that step done by fluxbot.engine.nor
 one-pass op and the projections reading its rows as they are; the rest of the block (the
 residuals, `norm2` and the feed-forwards) is diffusers' own lines.
 
-Part of the `norm_quantize` candidate (off until measured). A block falls back to diffusers'
+Part of `SpeedPlan.norm_quantize` (on under `fast`). A block falls back to diffusers'
 forward whenever a part is not what this follows.
 """
 

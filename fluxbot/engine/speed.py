@@ -17,8 +17,10 @@
   its reason.
 - fast: compile, plus fp8 (e4m3) linears with row-wise dynamic activation scales and fast
   accumulation in the transformer blocks (fluxbot.engine.fp8): q/k/v, attention outputs and both MLP
-  projections; on an H200 these matmuls run at 1200-1400 TFLOP/s against bf16's ~720. Needs
-  fp8 tensor cores (compute capability 8.9+).
+  projections; on an H200 these matmuls run at 1200-1400 TFLOP/s against bf16's ~720. The
+  activations' quantise is fused into the op that makes them: GELU + concat (fp8_fused,
+  fp8_ff) and LayerNorm + modulation (norm_quantize, double_block_norm). Needs fp8 tensor
+  cores (compute capability 8.9+).
 
 `plan_speed` decides, from the device's features, what actually runs and logs why a profile
 falls back; `apply_speed_profile` does it. Both are plain functions over a pipeline: no global
@@ -145,8 +147,8 @@ class SpeedPlan:
     # Off: `fast` 0.404 against 0.395 s/image without it on an H200 (bench kernels, -21).
     persistent_reductions: bool = False
     # fp8 with qk_rope: the blocks' LayerNorm + modulation + fp8 quantise before their q/k/v
-    # projections in one kernel (engine.norm_quantize, engine.double_block_norm). A candidate,
-    # off until `bench kernels` has measured it.
+    # projections in one kernel (engine.norm_quantize, engine.double_block_norm). On an H200
+    # (bench kernels, -22): 0.409 against 0.420 s/image without it, stock 0.872.
     norm_quantize: bool = False
     # bf16 `compile`: GELU in the GEMMs' epilogue and no concat before the single blocks'
     # proj_out (fluxbot.engine.bf16_epilogues).
@@ -227,6 +229,7 @@ def plan_speed(
         step_graphs=profile is SpeedProfile.FAST,
         gemm_epilogues=profile is SpeedProfile.COMPILE,
         qk_rope=profile is not SpeedProfile.EAGER,
+        norm_quantize=profile is SpeedProfile.FAST,
     )
 
 

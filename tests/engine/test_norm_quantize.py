@@ -153,10 +153,11 @@ def test_the_triton_kernel_matches_the_reference_in_triton_s_interpreter(tmp_pat
     assert float((q.view(torch.uint8) == rq.view(torch.uint8)).float().mean()) > 0.8
 
 
-def test_it_is_a_candidate_off_by_default_and_on_it_keeps_the_pixels() -> None:
+def test_fast_uses_it_and_it_keeps_the_pixels() -> None:
     from fluxbot.engine.pipeline import FluxRunner
 
-    assert not plan_speed(SpeedProfile.FAST, HOPPER).norm_quantize
+    assert plan_speed(SpeedProfile.FAST, HOPPER).norm_quantize
+    assert not plan_speed(SpeedProfile.COMPILE, HOPPER).norm_quantize
     request = GenerationRequest(prompt="a red fox", seed=3, width=128, height=128)
     plan = replace(
         plan_speed(SpeedProfile.EAGER, CPU), requested=SpeedProfile.FAST, fp8=True, qk_rope=True
