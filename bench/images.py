@@ -278,7 +278,7 @@ def run_images(
                 **size,
                 **common,
             ).images
-        canvas, mask, _ = outpaint_inputs(request)
+        canvas, mask = outpaint_inputs(request)
         return stock_pipes["inpaint"](
             prompt=request.prompt,
             image=canvas,

@@ -116,8 +116,8 @@ def pixels(images: Sequence[Image.Image], device: torch.device | str) -> torch.T
     return torch.from_numpy(array).to(device).permute(0, 3, 1, 2).float() / 255.0
 
 
-def outpaint_inputs(request: GenerationRequest) -> tuple[Image.Image, Image.Image, Image.Image]:
-    """(canvas with the source placed on it, mask (white = generate), the placed source alone)."""
+def outpaint_inputs(request: GenerationRequest) -> tuple[Image.Image, Image.Image]:
+    """(canvas with the source placed on it, mask (white = generate))."""
     edit = request.edit
     assert edit is not None
     layout = edit.layout(request.width, request.height)
@@ -127,7 +127,7 @@ def outpaint_inputs(request: GenerationRequest) -> tuple[Image.Image, Image.Imag
     canvas.paste(placed, (box.x, box.y))
     mask = Image.new("L", layout.canvas, 255)
     mask.paste(0, (keep.x, keep.y, keep.right, keep.bottom))
-    return canvas, mask, canvas.copy()
+    return canvas, mask
 
 
 def share_components(cls: Any, base: Any) -> Any:
@@ -219,8 +219,8 @@ class ImageOps:
             pooled.append(p)
             if kind is Pipeline.INPAINT:
                 assert keep is not None
-                canvas, mask, original = outpaint_inputs(request)
-                region = np.asarray(original)[keep.y : keep.bottom, keep.x : keep.right]
+                canvas, mask = outpaint_inputs(request)
+                region = np.asarray(canvas)[keep.y : keep.bottom, keep.x : keep.right]
                 kept += [image_tensor(region, runner.device)] * request.image_count
             else:
                 assert request.edit is not None
