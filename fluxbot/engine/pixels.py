@@ -33,4 +33,8 @@ def to_pil(decoded: torch.Tensor) -> list[Image.Image]:
 
 def image_tensor(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """An H x W x 3 uint8 picture (NumPy, e.g. a PIL image's) as a tensor on `device`."""
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        # A PIL image's buffer is read-only, and a CPU tensor would share it.
+        array = array.copy()
+    return torch.from_numpy(array).to(device)

@@ -69,13 +69,14 @@ async def test_settings_round_trip_and_enforcement(harness: BotHarness) -> None:
         harness, w.manager, {"prompt": "a fox", "steps": 1, "count": 2}, w.nsfw_a, "at most 1"
     )
     first = await imagine_queued(server, w.member, "fox 1", channel=w.nsfw_a)
-    assert said(first, "You can make 2 more today; resets <t:")
+    # The quota note is a followup of its own, sent just after the status line says "queued".
+    await wait_for(lambda: said(first, "You can make 2 more today; resets <t:"), what="quota note")
     assert first.ephemeral, "the server's private default"
     rows = (await bot.store.jobs.for_user(w.member.id)).jobs
     assert rows[0].private and rows[0].age_restricted
     await imagine_queued(server, w.member, "fox 2", channel=w.nsfw_a)
     third = await imagine_queued(server, w.member, "fox 3", channel=w.nsfw_a)
-    assert said(third, "You can make 0 more today")
+    await wait_for(lambda: said(third, "You can make 0 more today"), what="last quota note")
     await refused(harness, w.member, {"prompt": "fox 4", "steps": 1}, w.nsfw_a, "resets <t:")
     # Server B keeps its defaults: no quota, every channel, public results.
     in_b = await imagine_queued(server, w.member, "fox in B", channel=w.channel_b)
