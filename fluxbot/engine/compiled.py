@@ -310,7 +310,7 @@ class CompiledPaths:
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     """‖value − reference‖ / ‖reference‖ in fp32."""
-    value, reference = value.float(), reference.float()
+    value, reference = value.detach().float(), reference.detach().float()
     return float((value - reference).norm() / reference.norm().clamp(min=1e-12))
 
 

@@ -109,7 +109,8 @@ async def test_a_followup_that_timed_out_after_it_was_posted_is_not_posted_again
     assert len(results(server)) == 1, "posted twice"
     row = await bot.store.jobs.by_public_id(job_id_of(result))
     assert row is not None and row.result_message_id == result.id
-    assert result.reactions, "the controls go on the one result"
+    # The reactions are added after the job is marked delivered and its status line removed.
+    await wait_for(lambda: len(result.reactions) >= 3, what="the controls on the one result")
 
 
 async def test_a_dm_that_timed_out_after_it_was_posted_is_not_posted_again(

@@ -68,7 +68,10 @@ async def test_forget_me_deletes_everything_after_confirmation(harness: BotHarne
     ask = await _answer(server, server.alice, "forget-me")
     confirm = ask.messages[-1]
     (button,) = confirm.custom_ids()
-    await server.click(server.bob, confirm, button)
+    forged = await server.click(server.bob, confirm, button)
+    await forged.wait_response(within_s=3.0)
+    await wait_for(lambda: forged.messages, what="the refusal")
+    assert "Only the person who asked" in forged.messages[-1].content
     assert (await bot.store.jobs.for_user(server.alice.id)).total == 1
     await server.click(server.alice, confirm, button)
     await wait_for(lambda: "Deleted" in confirm.content, what="the confirmation")

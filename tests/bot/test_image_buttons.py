@@ -60,6 +60,7 @@ async def test_vary_button_and_lineage_then_buttons_survive_a_restart(
         assert f"flux:img:{op}:{parent.public_id}:0" in ids
     click = await server.click(server.bob, original, f"flux:img:vary1:{parent.public_id}:0")
     varied = await _next_result(harness, original)
+    await wait_for(lambda: click.followups, what="the button's answer")
     assert click.ephemeral and "Vary (strength 0.35) of" in click.followups[0].content
     assert varied.message_reference
     assert int(varied.message_reference["message_id"]) == original.id

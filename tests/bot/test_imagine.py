@@ -76,6 +76,8 @@ async def test_new_seed_button_makes_a_different_image(harness: BotHarness) -> N
     )
     assert _seed_of(variation) != 7
     assert variation.attachments[0].data != original.attachments[0].data
+    # The click's answer is sent after the job is queued; the job may finish first.
+    await wait_for(lambda: click.followups, what="the button's answer")
     assert click.ephemeral and "New seed" in click.followups[0].content
 
 

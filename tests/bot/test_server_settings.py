@@ -80,6 +80,9 @@ async def test_settings_round_trip_and_enforcement(harness: BotHarness) -> None:
     await refused(harness, w.member, {"prompt": "fox 4", "steps": 1}, w.nsfw_a, "resets <t:")
     # Server B keeps its defaults: no quota, every channel, public results.
     in_b = await imagine_queued(server, w.member, "fox in B", channel=w.channel_b)
+    # The command's handler is done (its job followed) once it could have sent a quota note.
+    job_b = in_b.original.content.split("`")[1]
+    await wait_for(lambda: (live := bot.live.get(job_b)) and live.tracker, what="job B followed")
     assert not said(in_b, "more today") and not in_b.ephemeral
 
     # Cooldown, then back to the defaults.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fluxbot.engine.encoding import read_parameters
@@ -103,8 +102,11 @@ async def test_styles_lists_them_and_shows_a_public_sample(
 
     sample_file = harness.data_dir / "styles" / "samples" / "ink.png"
     await server.slash(server.bob, "imagine", {"prompt": "a cat", "style": "ink", "private": True})
-    await server.wait_for_message(lambda m: bool(m.attachments), within_s=240)
-    await asyncio.sleep(1.0)  # the poster's work after the post (where a sample is kept) ends
+    # The result (a progress preview is an attachment too, but has no embed), then the poster's
+    # work after the post, where a sample would be kept.
+    await server.wait_for_message(lambda m: bool(m.attachments and m.embeds), within_s=240)
+    assert harness.bot is not None
+    await harness.bot.service.flush()
     assert not sample_file.exists(), "a private result never becomes a sample"
     await server.slash(server.alice, "imagine", {"prompt": "a owl", "style": "ink", "steps": 1})
     await wait_for(sample_file.is_file, within_s=240, what="the public sample")

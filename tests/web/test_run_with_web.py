@@ -49,10 +49,11 @@ async def test_fluxbot_run_serves_the_studio_too(tmp_path: Path) -> None:
 
             status, _, gallery, _, job_id = await asyncio.to_thread(create)
             assert status == f"Done: `{job_id}`" and len(gallery) == 1
-            # A studio job is shown in the studio; the bot posts nothing for it.
-            assert not [m for m in server.messages() if m.attachments]
             process.send_signal(signal.SIGTERM)
             output, _ = await asyncio.wait_for(process.communicate(), 60)
+            # A studio job is shown in the studio; the bot, whose shutdown waits for every
+            # finished job's handlers, posted nothing for it.
+            assert not [m for m in server.messages() if m.attachments]
         finally:
             if process.returncode is None:
                 process.kill()
