@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import warnings
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from fluxbot.core.edits import (
     zoom_layout,
 )
 from fluxbot.core.requests import ASPECT_RATIOS, GenerationRequest, aspect_size
-from fluxbot.engine.compiled import CompiledPaths, ShapeKey
+from fluxbot.engine.compiled import CompiledPaths, ShapeKey, relative_error
 from fluxbot.engine.encoding import encode_png
 from fluxbot.engine.pipeline import TINY_RANDOM, FluxRunner
 from fluxbot.engine.speed import warm_shapes
@@ -207,3 +208,10 @@ def test_building_a_shape_keeps_cuda_graph_captures_out() -> None:
     paths.bind(warm)
     paths.build_now([ShapeKey(1, 64, 64, 8)])
     assert seen and not any(seen)
+
+
+def test_relative_error_of_a_tensor_that_needs_grad_does_not_warn() -> None:
+    reference = torch.ones(4, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert relative_error(reference * 1.5, reference) == pytest.approx(0.5)

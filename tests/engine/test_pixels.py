@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from diffusers.image_processor import VaeImageProcessor
@@ -37,3 +39,15 @@ def test_an_array_round_trips_through_the_device_tensor() -> None:
     array = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)[:, ::-1]  # not contiguous
     tensor = image_tensor(array, "cpu")
     assert np.array_equal(np.asarray(pil_images(tensor[None])[0]), array)
+
+
+def test_a_read_only_array_is_copied_not_shared() -> None:
+    # A PIL image's buffer is read-only; a CPU tensor sharing it warned (and writing to it was
+    # undefined behaviour).
+    array = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    array.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = image_tensor(array, "cpu")
+    tensor += 1
+    assert array[0, 0, 0] == 0
